@@ -1,0 +1,53 @@
+"""The ``fleetgate`` command: one wiring point; every sub-command imports its service lazily."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from fleetgate.errors import UserError
+
+app = typer.Typer(
+    name="fleetgate",
+    help="fleetgate: an MQTT-centric gateway between a vehicle fleet and the cloud.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from certs.cli import app as certs_app
+    from fleetgate.cli import stack
+
+    app.add_typer(certs_app, name="certs", help="The PKI: CAs, certificates, revocation.")
+    stack.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script; user mistakes become one line and exit code 2."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        typer.echo(f"fleetgate: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("fleetgate: interrupted", err=True)
+        sys.exit(130)
+    except typer.Abort:
+        typer.echo("fleetgate: aborted", err=True)
+        sys.exit(1)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            code = getattr(exc, "code", 0)
+        sys.exit(code or 0)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,171 @@
+"""What the local stack runs: each component knows how to prepare, start and probe itself."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetgate.stack import kafka, maven
+from fleetgate.stack.settings import StackSettings
+
+Probe = Callable[[], Awaitable[str]]
+
+
+@dataclass
+class Component:
+    """A child process of ``fleetgate up`` and how to tell that it really answers."""
+
+    name: str
+    endpoint: str
+    argv: list[str]
+    probe: Probe
+    version: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 120.0
+
+
+def service_env(settings: StackSettings) -> dict[str, str]:
+    """Environment for the project's own services so they find the stack's parts."""
+    return {
+        "FLEETGATE_HOME": str(settings.home.resolve()),
+        "FLEETGATE_KAFKA__BOOTSTRAP": settings.kafka_bootstrap,
+        "FLEETGATE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "FLEETGATE_CASSANDRA__HOSTS": settings.host,
+        "FLEETGATE_CASSANDRA__PORT": str(settings.cassandra_port),
+        "FLEETGATE_CASSANDRA__KEYSPACE": settings.cassandra.keyspace,
+        "FLEETGATE_MQTT__HOST": settings.host,
+        "FLEETGATE_MQTT__PORT": str(settings.broker_port),
+        "FLEETGATE_LOG_FORMAT": "json",
+    }
+
+
+def kafka_component(settings: StackSettings, *, java: str, lib_dir: Path) -> Component:
+    conf = settings.home / "kafka" / "conf"
+    data = settings.home / "kafka" / "data"
+    kafka.write_config(
+        conf_dir=conf,
+        data_dir=data,
+        host=settings.host,
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+    )
+    kafka.format_storage(java=java, lib_dir=lib_dir, conf_dir=conf, data_dir=data)
+    bootstrap = settings.kafka_bootstrap
+
+    async def probe() -> str:
+        cluster = await kafka.probe(bootstrap=bootstrap)
+        return f"cluster {cluster}"
+
+    return Component(
+        name="kafka",
+        endpoint=bootstrap,
+        argv=kafka.command(
+            java=java, lib_dir=lib_dir, conf_dir=conf, heap_mb=settings.kafka_heap_mb
+        ),
+        probe=probe,
+        version=kafka.KAFKA_VERSION,
+    )
+
+
+def cassandra_component(settings: StackSettings, *, java: str, lib_dir: Path) -> Component:
+    from fleetgate.stack import cassandra
+
+    conf = settings.home / "cassandra" / "conf"
+    data = settings.home / "cassandra" / "data"
+    cassandra.write_config(
+        conf_dir=conf,
+        data_dir=data,
+        host=settings.host,
+        cql_port=settings.cassandra_port,
+        storage_port=settings.cassandra_storage_port,
+    )
+    host, port = settings.host, settings.cassandra_port
+
+    async def probe() -> str:
+        version = await cassandra.wait_ready(host=host, port=port, timeout_s=5.0)
+        return f"release {version}"
+
+    return Component(
+        name="cassandra",
+        endpoint=f"{host}:{port}",
+        argv=cassandra.command(
+            java=java,
+            lib_dir=lib_dir,
+            conf_dir=conf,
+            data_dir=data,
+            heap_mb=settings.cassandra_heap_mb,
+        ),
+        probe=probe,
+        version=cassandra.CASSANDRA_VERSION,
+        ready_timeout_s=settings.start_timeout_s,
+    )
+
+
+async def tls_probe(*, host: str, port: int, pki_dir: Path, client: str = "ops") -> str:
+    """A mutual-TLS handshake with a service certificate: the broker answers."""
+    ctx = ssl.create_default_context(cafile=str(pki_dir / "ca-chain.pem"))
+    ctx.load_cert_chain(
+        str(pki_dir / "services" / f"{client}.pem"), str(pki_dir / "services" / f"{client}.key")
+    )
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), 5.0
+    )
+    cipher = writer.get_extra_info("cipher")
+    writer.close()
+    await writer.wait_closed()
+    del reader
+    return f"mTLS {cipher[1] if cipher else ''}".strip()
+
+
+def broker_component(settings: StackSettings) -> Component:
+    host, port, pki = settings.host, settings.broker_port, settings.pki_dir
+
+    async def probe() -> str:
+        return await tls_probe(host=host, port=port, pki_dir=pki)
+
+    return Component(
+        name=f"broker ({settings.broker})",
+        endpoint=f"{host}:{port}",
+        argv=[
+            sys.executable,
+            "-m",
+            "fleetgate",
+            "broker",
+            "--broker",
+            settings.broker,
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        probe=probe,
+        env=service_env(settings),
+        version="amqtt 0.12.1" if settings.broker == "amqtt" else "mosquitto",
+    )
+
+
+def resolve_jars(settings: StackSettings) -> tuple[Path, Path]:
+    """The Kafka and Cassandra lib directories (resolved from Maven Central once)."""
+    from fleetgate.stack import cassandra
+
+    kafka_lib = maven.resolve(
+        name=f"kafka-{kafka.KAFKA_VERSION}",
+        coordinates=kafka.MAVEN_COORDINATES,
+        cache_dir=settings.cache_dir,
+    )
+    cassandra_lib = maven.resolve(
+        name=f"cassandra-{cassandra.CASSANDRA_VERSION}",
+        coordinates=cassandra.MAVEN_COORDINATES,
+        cache_dir=settings.cache_dir,
+    )
+    return kafka_lib, cassandra_lib
+
+
+def service_components(settings: StackSettings) -> list[Component]:
+    """The project's own services, started once the broker answers (added as they land)."""
+    del settings
+    return []

@@ -1,0 +1,43 @@
+"""Data set-up on a running stack: Kafka topics and the Cassandra schema (both idempotent)."""
+
+from __future__ import annotations
+
+from fleetgate.logs import get_logger
+from fleetgate.settings import CassandraConnection, KafkaConnection
+from fleetgate.stack import kafka
+
+log = get_logger(__name__)
+
+
+async def create_topics(*, conn: KafkaConnection) -> list[str]:
+    """Every topic the project uses (named by ``schemas.topics``), created if missing."""
+    from schemas.topics import KafkaTopics
+
+    created = await kafka.create_topics(
+        bootstrap=conn.bootstrap,
+        names=KafkaTopics(conn.topic_prefix).all(),
+        partitions=conn.partitions,
+        replication_factor=conn.replication_factor,
+    )
+    log.info("kafka topics", created=len(created), prefix=conn.topic_prefix)
+    return created
+
+
+async def migrate(*, conn: CassandraConnection) -> list[str]:
+    from processors.store.migrate import migrate_connection
+
+    applied: list[str] = await migrate_connection(conn=conn)
+    log.info("cassandra schema", keyspace=conn.keyspace, applied=applied)
+    return applied
+
+
+async def prepare_data(settings: object) -> None:
+    from fleetgate.stack.settings import StackSettings
+
+    assert isinstance(settings, StackSettings)
+    kafka_conn = settings.kafka.model_copy(update={"bootstrap": settings.kafka_bootstrap})
+    cass_conn = settings.cassandra.model_copy(
+        update={"hosts": [settings.host], "port": settings.cassandra_port}
+    )
+    await create_topics(conn=kafka_conn)
+    await migrate(conn=cass_conn)
