@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Literal
 
 import structlog
@@ -36,6 +38,23 @@ def configure_logging(*, level: str = "INFO", fmt: LogFormat = "auto") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+
+
+_DRIVERS = ("aiokafka", "cassandra", "kafka")
+
+
+@contextlib.contextmanager
+def quiet_drivers() -> Iterator[None]:
+    """Silence the client drivers' connection-retry noise while a service is starting."""
+    loggers = [logging.getLogger(name) for name in _DRIVERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -19,35 +19,24 @@ app = typer.Typer(
 
 def _register() -> None:
     from certs.cli import app as certs_app
-    from fleetgate.cli import stack
+    from fleetgate.cli import bench, schemas_cmd, stack
+    from processors.store import cli as store_cli
 
-    app.add_typer(certs_app, name="certs", help="The PKI: CAs, certificates, revocation.")
     stack.register(app)
+    app.add_typer(certs_app, name="certs", help="The PKI: CAs, certificates, revocation.")
+    store_cli.register(app)
+    schemas_cmd.register(app)
+    bench.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; user mistakes become one line and exit code 2."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)  # click's standalone mode: usage errors print usage, exit 2
     except UserError as exc:
         typer.echo(f"fleetgate: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("fleetgate: interrupted", err=True)
         sys.exit(130)
-    except typer.Abort:
-        typer.echo("fleetgate: aborted", err=True)
-        sys.exit(1)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", None)
-        if code is None:
-            code = getattr(exc, "code", 0)
-        sys.exit(code or 0)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import time
@@ -13,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fleetgate.errors import ServiceUnavailable, UserError
-from fleetgate.logs import get_logger
+from fleetgate.logs import get_logger, quiet_drivers
 from fleetgate.stack import runstate
 from fleetgate.stack.components import Component
 from fleetgate.stack.process import ChildProcess, pid_alive, terminate_group
@@ -34,26 +33,18 @@ async def _wait_ready(running: Running) -> str:
     comp, child = running.component, running.child
     deadline = time.monotonic() + comp.ready_timeout_s
     last: BaseException | None = None
-    quiet = logging.getLogger("aiokafka"), logging.getLogger("cassandra")
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.CRITICAL)
-    try:
-        while time.monotonic() < deadline:
-            if not child.alive():
-                tail = child.log_tail(3).replace("\n", " | ")
-                raise ServiceUnavailable(
-                    f"{comp.name} exited with code {child.exit_code()} while starting "
-                    f"(log {child.log_path}): {tail[-300:]}"
-                )
-            try:
-                return await asyncio.wait_for(comp.probe(), 10.0)
-            except Exception as exc:
-                last = exc
-            await asyncio.sleep(0.5)
-    finally:
-        for q, level in zip(quiet, levels, strict=True):
-            q.setLevel(level)
+    while time.monotonic() < deadline:
+        if not child.alive():
+            tail = child.log_tail(3).replace("\n", " | ")
+            raise ServiceUnavailable(
+                f"{comp.name} exited with code {child.exit_code()} while starting "
+                f"(log {child.log_path}): {tail[-300:]}"
+            )
+        try:
+            return await asyncio.wait_for(comp.probe(), 10.0)
+        except Exception as exc:  # not ready yet
+            last = exc
+        await asyncio.sleep(0.5)
     raise ServiceUnavailable(
         f"{comp.name} did not answer on {comp.endpoint} within {comp.ready_timeout_s:.0f}s "
         f"({last}); see {child.log_path}"
@@ -81,7 +72,8 @@ class Stack:
             self.running.append(running)
             wave.append(running)
             log.info("starting", component=comp.name, pid=child.pid, log=str(log_path))
-        details = await asyncio.gather(*(_wait_ready(r) for r in wave))
+        with quiet_drivers():
+            details = await asyncio.gather(*(_wait_ready(r) for r in wave))
         for running, detail in zip(wave, details, strict=True):
             comp = running.component
             self.state.components[comp.name] = runstate.ComponentState(

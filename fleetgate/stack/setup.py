@@ -24,9 +24,21 @@ async def create_topics(*, conn: KafkaConnection) -> list[str]:
 
 
 async def migrate(*, conn: CassandraConnection) -> list[str]:
-    from processors.store.migrate import migrate_connection
+    """Create the keyspace if needed and apply the pending migrations (idempotent)."""
+    from processors.store.migrate import migrate as apply
+    from processors.store.schema import Replication
+    from processors.store.session import CassandraSession
 
-    applied: list[str] = await migrate_connection(conn=conn)
+    session = CassandraSession()
+    await session.connect(hosts=conn.hosts, port=conn.port, keyspace=None, local_dc=conn.local_dc)
+    try:
+        applied = await apply(
+            session=session,
+            keyspace=conn.keyspace,
+            replication=Replication.from_connection(conn),
+        )
+    finally:
+        await session.close()
     log.info("cassandra schema", keyspace=conn.keyspace, applied=applied)
     return applied
 

@@ -1,0 +1,1 @@
+"""Templates of the local Cassandra node's configuration (read with importlib.resources)."""
