@@ -122,3 +122,20 @@ class Identity(BaseModel):
 Vin = Annotated[str, AfterValidator(validate_vin)]
 AppId = Annotated[str, AfterValidator(validate_app_id)]
 ServiceName = Annotated[str, AfterValidator(validate_service_name)]
+
+
+_ROLE_BY_PREFIX = {role.name.lower(): role for role in Role}
+
+
+def parse_identity(text: str) -> Identity:
+    """The inverse of ``str(identity)``: ``vehicle:<VIN>``, ``app:<id>``, ``service:<name>``.
+
+    Raises InvalidIdentifier with the reason (e.g. for the sender header of a Kafka record).
+    """
+    prefix, sep, rest = text.partition(":") if isinstance(text, str) else ("", "", "")
+    role = _ROLE_BY_PREFIX.get(prefix)
+    if not sep or role is None:
+        raise InvalidIdentifier(
+            f"identity {text!r} must be vehicle:<VIN>, app:<id> or service:<name>"
+        )
+    return Identity.of(role=role, id=rest)
