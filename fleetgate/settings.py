@@ -8,10 +8,10 @@ validates it once at start.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -38,7 +38,7 @@ class KafkaConnection(BaseModel):
 class CassandraConnection(BaseModel):
     """How to reach Cassandra, and how the keyspace is replicated."""
 
-    hosts: list[str] = ["127.0.0.1"]
+    hosts: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     port: int = Field(default=9042, ge=1, le=65535)
     keyspace: str = Field(default="fleetgate", pattern=r"^[a-z][a-z0-9_]{0,47}$")
     replication: Literal["simple", "network"] = "simple"

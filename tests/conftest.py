@@ -22,9 +22,13 @@ def _get() -> Services:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Start Kafka and Cassandra in the background as soon as a collected test needs them."""
-    needs = {"kafka_bootstrap", "cassandra_contact", "keyspace", "kafka_topics"}
-    if any(needs & set(getattr(item, "fixturenames", ())) for item in items):
-        _get().prestart()
+    used: set[str] = set()
+    for item in items:
+        used.update(getattr(item, "fixturenames", ()))
+    if "kafka_bootstrap" in used:
+        _get().start_kafka()
+    if used & {"cassandra_contact", "keyspace"}:
+        _get().start_cassandra()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

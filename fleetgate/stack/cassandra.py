@@ -149,6 +149,7 @@ def build_command(
         f"-Dlogback.configurationFile={(conf_dir / 'logback.xml').resolve()}",
         f"-Dcassandra.logdir={logs}",
         f"-Dcassandra.storagedir={data_dir}",
+        f"-Dcassandra.triggers_dir={conf_dir / 'triggers'}",
         f"-XX:HeapDumpPath={logs}",
         "-cp",
         ":".join([str(conf_dir), *(str(j) for j in jars)]),
@@ -179,7 +180,10 @@ def write_config(
     storage_port: int,
     cluster_name: str = "fleetgate",
 ) -> None:
-    """Write ``cassandra.yaml`` and ``logback.xml`` into ``conf_dir``; create ``data_dir``."""
+    """Write ``cassandra.yaml`` and ``logback.xml`` into ``conf_dir``; create ``data_dir``.
+
+    Safe to call before every start: the files are rewritten, the data is left alone.
+    """
     data_dir = data_dir.resolve()
     text = render_config(
         _template("cassandra.yaml"),
@@ -189,7 +193,7 @@ def write_config(
         storage_port=storage_port,
         cluster_name=cluster_name,
     )
-    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "triggers").mkdir(parents=True, exist_ok=True)  # else a warning per DDL
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     (conf_dir / "cassandra.yaml").write_text(text, encoding="utf-8")
     (conf_dir / "logback.xml").write_text(_template("logback.xml"), encoding="utf-8")

@@ -66,8 +66,10 @@ class Services:
                 self._futures[name] = future
             return self._futures[name]
 
-    def prestart(self) -> None:
+    def start_kafka(self) -> None:
         self._start("kafka", self._kafka)
+
+    def start_cassandra(self) -> None:
         self._start("cassandra", self._cassandra)
 
     def kafka_bootstrap(self) -> str:
