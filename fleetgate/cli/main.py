@@ -29,14 +29,31 @@ def _register() -> None:
     bench.register(app)
 
 
+def _click_exception() -> type[Exception]:
+    """Typer's (vendored) click exception base: usage errors, bad parameters."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "ClickException" and issubclass(cls, Exception):
+            return cls
+    return typer.BadParameter
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script; user mistakes become one line and exit code 2."""
+    """Entry point of the console script: a user's mistake is one line on stderr, exit 2."""
     _register()
+    click_exception = _click_exception()
     try:
-        app(args=argv)  # click's standalone mode: usage errors print usage, exit 2
+        result = app(args=argv, standalone_mode=False)
     except UserError as exc:
         typer.echo(f"fleetgate: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except click_exception as exc:
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "fleetgate"
+        typer.echo(f"{where}: error: {message} (see `{where} --help`)", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("fleetgate: interrupted", err=True)
         sys.exit(130)
+    if isinstance(result, int) and result:
+        sys.exit(result)

@@ -24,7 +24,7 @@ async def bring_up(settings: StackSettings) -> None:
     from fleetgate.stack import components as c
     from fleetgate.stack import orchestrator as orch
     from fleetgate.stack import prereq
-    from fleetgate.stack.setup import prepare_data
+    from fleetgate.stack.setup import ensure_pki, keep_pki_fresh, prepare_data
 
     started = time.monotonic()
     stop = asyncio.Event()
@@ -42,9 +42,8 @@ async def bring_up(settings: StackSettings) -> None:
     )
     java = prereq.require_java()
     kafka_lib, cassandra_lib = await asyncio.to_thread(c.resolve_jars, settings)
-    from certs.store import ensure_pki
-
     await asyncio.to_thread(ensure_pki, settings.home)
+    upkeep = asyncio.create_task(keep_pki_fresh(settings.home))
     stack = orch.Stack(settings)
     try:
         await stack.start_wave(
@@ -65,6 +64,7 @@ async def bring_up(settings: StackSettings) -> None:
         )
         await stack.watch(stop)
     finally:
+        upkeep.cancel()
         stack.stop()
 
 
@@ -114,8 +114,7 @@ def register(app: typer.Typer) -> None:
 def setup() -> None:
     """Create what a deployment needs, idempotently: the PKI (if none), Kafka topics and the
     Cassandra schema, on the Kafka and Cassandra named by the settings."""
-    from certs.store import ensure_pki
-    from fleetgate.stack.setup import create_topics, migrate
+    from fleetgate.stack.setup import create_topics, ensure_pki, migrate
 
     settings = _settings()  # uses FLEETGATE_KAFKA__BOOTSTRAP and FLEETGATE_CASSANDRA__HOSTS
     configure_logging(level=settings.log_level, fmt=settings.log_format)

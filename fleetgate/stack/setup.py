@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from fleetgate.logs import get_logger
 from fleetgate.settings import CassandraConnection, KafkaConnection
 from fleetgate.stack import kafka
@@ -53,3 +56,24 @@ async def prepare_data(settings: object) -> None:
     )
     await create_topics(conn=kafka_conn)
     await migrate(conn=cass_conn)
+
+
+def ensure_pki(home: Path) -> None:
+    """The PKI under ``home`` (created if missing; CRL and server certificate renewed when due),
+    with the lifetimes and SANs of the ``FLEETGATE_PKI__*`` settings."""
+    from certs.settings import CertsSettings
+    from certs.store import ensure_pki as ensure
+    from fleetgate.settings import load_settings
+
+    policy = load_settings(CertsSettings).pki
+    ensure(home, lifetimes=policy.lifetimes(), server_sans=tuple(policy.server_sans))
+
+
+async def keep_pki_fresh(home: Path, *, every_s: float = 3600.0) -> None:
+    """Renew the CRL before it expires (brokers re-read ``pki/crl.pem`` when it changes)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(ensure_pki, home)
+        except Exception as exc:  # keep the stack running; say why
+            log.error("pki upkeep failed", error=str(exc))
