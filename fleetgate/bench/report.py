@@ -6,9 +6,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import re
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,22 +49,12 @@ def ratio(result: Mapping[str, Any], baseline: Mapping[str, Any] | None, key: st
     return round(a / b, 4)
 
 
-def _mosquitto_version() -> str | None:
-    exe = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
-    )
-    if exe is None:
-        return None
-    proc = subprocess.run([exe, "-h"], capture_output=True, text=True, check=False, timeout=5)
-    match = re.search(r"mosquitto version (\S+)", proc.stdout + proc.stderr)
-    return match.group(1) if match else None
-
-
 def versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     from fleetgate.stack.cassandra import CASSANDRA_VERSION
     from fleetgate.stack.kafka import KAFKA_VERSION
+    from fleetgate.stack.prereq import mosquitto_version
 
     amqtt: str | None
     try:
@@ -76,7 +63,7 @@ def versions() -> dict[str, str | None]:
         amqtt = None
     return {
         "amqtt": amqtt,
-        "mosquitto": _mosquitto_version(),
+        "mosquitto": mosquitto_version(),
         "kafka": KAFKA_VERSION,
         "cassandra": CASSANDRA_VERSION,
     }

@@ -121,6 +121,16 @@ async def tls_probe(*, host: str, port: int, pki_dir: Path, client: str = "ops")
     return f"mTLS {cipher[1] if cipher else ''}".strip()
 
 
+def broker_version(kind: str) -> str:
+    if kind == "mosquitto":
+        from fleetgate.stack.prereq import mosquitto_version
+
+        return f"mosquitto {mosquitto_version() or '?'}"
+    from importlib.metadata import version
+
+    return f"amqtt {version('amqtt')} (hardened)"
+
+
 def broker_component(settings: StackSettings) -> Component:
     host, port, pki = settings.host, settings.broker_port, settings.pki_dir
 
@@ -144,7 +154,7 @@ def broker_component(settings: StackSettings) -> Component:
         ],
         probe=probe,
         env=service_env(settings),
-        version="amqtt 0.12.1" if settings.broker == "amqtt" else "mosquitto",
+        version=broker_version(settings.broker),
     )
 
 

@@ -6,6 +6,7 @@ import re
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 from fleetgate.errors import UserError
 
@@ -79,3 +80,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def mosquitto_version() -> str | None:
+    """The installed Mosquitto's version (``mosquitto -h`` prints it), or None."""
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if exe is None:
+        return None
+    proc = subprocess.run([exe, "-h"], capture_output=True, text=True, check=False, timeout=5)
+    match = re.search(r"mosquitto version (\S+)", proc.stdout + proc.stderr)
+    return match.group(1) if match else None
