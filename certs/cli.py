@@ -216,6 +216,15 @@ def revoke(
         )
     serials = ", ".join(f"{e.serial:x}" for e in revoked)
     typer.echo(f"revoked {revoked[0].kind.value} {ident} (serial {serials}); updated {paths.crl}")
+    # The running broker (either kind) polls crl.pem, refuses the certificate from now on and
+    # closes its open connections; wait until it confirms.
+    from broker.runstate import RevocationNotice, notify_revocation
+
+    notice = notify_revocation(home=paths.home, identity_id=ident)
+    if notice is RevocationNotice.APPLIED:
+        typer.echo("the running broker has applied it and closed the open connections")
+    elif notice is RevocationNotice.TIMEOUT:
+        typer.echo("the running broker has not confirmed yet; it applies crl.pem within seconds")
 
 
 @app.command()

@@ -18,6 +18,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from broker import cli as broker_cli
     from certs.cli import app as certs_app
     from fleetgate.cli import bench, schemas_cmd, stack
     from processors.store import cli as store_cli
@@ -25,6 +26,7 @@ def _register() -> None:
     stack.register(app)
     app.add_typer(certs_app, name="certs", help="The PKI: CAs, certificates, revocation.")
     store_cli.register(app)
+    broker_cli.register(app)
     schemas_cmd.register(app)
     bench.register(app)
 
