@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -76,10 +77,11 @@ def test_corrupt_cache(tmp_path: Path) -> None:
     lib = cache / f"kafka-{kafka.KAFKA_VERSION}" / "lib"
     lib.mkdir(parents=True)
     (lib / "kafka-clients.jar").write_bytes(b"not a jar")
-    (lib.parent / "manifest.json").write_text(
-        '{"coordinates": %s, "jars": {"kafka-clients.jar": {"size": 12345, "sha256": "0"}}}'
-        % str(list(kafka.MAVEN_COORDINATES)).replace("'", '"')
-    )
+    manifest = {
+        "coordinates": list(kafka.MAVEN_COORDINATES),
+        "jars": {"kafka-clients.jar": {"size": 12345, "sha256": "0"}},
+    }
+    (lib.parent / "manifest.json").write_text(json.dumps(manifest))
     env["FLEETGATE_CACHE_DIR"] = str(cache)
     proc = _run(["up", "--vehicles", "0"], env)
     _one_line_error(proc, "is corrupt: kafka-clients.jar has the wrong size")
