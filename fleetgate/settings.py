@@ -7,6 +7,7 @@ validates it once at start.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -52,7 +53,10 @@ class CassandraConnection(BaseModel):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
-            return [h.strip() for h in value.split(",") if h.strip()]
+            text = value.strip()
+            if text.startswith("["):  # a JSON list, as pydantic-settings writes lists
+                return json.loads(text)
+            return [h.strip() for h in text.split(",") if h.strip()]
         return value
 
 

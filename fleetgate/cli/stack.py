@@ -55,6 +55,7 @@ async def bring_up(settings: StackSettings) -> None:
         await prepare_data(settings)
         await stack.start_wave([c.broker_component(settings)])
         await stack.start_wave(c.service_components(settings))
+        stack.mark_ready()
         log.info("stack up", seconds=round(time.monotonic() - started, 1), home=str(settings.home))
         typer.echo(
             f"fleetgate is up in {time.monotonic() - started:.1f}s: "

@@ -24,10 +24,16 @@ class ComponentHealth:
 class HealthReport:
     running: bool
     components: list[ComponentHealth] = field(default_factory=list)
+    starting: bool = False
 
     @property
     def healthy(self) -> bool:
-        return self.running and bool(self.components) and all(c.healthy for c in self.components)
+        return (
+            self.running
+            and not self.starting
+            and bool(self.components)
+            and all(c.healthy for c in self.components)
+        )
 
 
 async def _probe(settings: StackSettings, name: str) -> str:
@@ -68,12 +74,15 @@ async def check(settings: StackSettings) -> HealthReport:
         return ComponentHealth(comp.name, comp.endpoint, comp.version, True, detail)
 
     results = await asyncio.gather(*(one(c) for c in state.components.values()))
-    return HealthReport(running=pid_alive(state.pid), components=list(results))
+    return HealthReport(
+        running=pid_alive(state.pid), components=list(results), starting=not state.ready
+    )
 
 
 def render(report: HealthReport, *, json_out: bool) -> None:
     if json_out:
         print(json.dumps({"healthy": report.healthy, "running": report.running,
+                          "starting": report.starting,
                           "components": [asdict(c) for c in report.components]}))  # fmt: skip
         return
     from rich.console import Console
@@ -90,3 +99,5 @@ def render(report: HealthReport, *, json_out: bool) -> None:
         mark = "[green]healthy[/green]" if c.healthy else "[red]DOWN[/red]"
         table.add_row(c.name, c.endpoint, c.version, mark, c.detail)
     console.print(table)
+    if report.starting:
+        console.print("the stack is still starting")

@@ -86,6 +86,10 @@ class Stack:
             log.info("ready", component=comp.name, endpoint=comp.endpoint, detail=detail)
         runstate.write(self.settings.run_file, self.state)
 
+    def mark_ready(self) -> None:
+        self.state.ready = True
+        runstate.write(self.settings.run_file, self.state)
+
     def stop(self) -> None:
         for running in reversed(self.running):
             if running.child.alive():

@@ -22,6 +22,8 @@ class RunState(BaseModel):
     pid: int
     started_at: float
     broker: str
+    ready: bool = False
+    """True once every component of ``fleetgate up`` answered; until then it is starting."""
     components: dict[str, ComponentState] = Field(default_factory=dict)
 
 

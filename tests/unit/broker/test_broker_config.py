@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -166,18 +167,27 @@ def test_notify_revocation(tmp_path: Path) -> None:
         runstate.notify_revocation(home=tmp_path, identity_id="x")
         is runstate.RevocationNotice.NO_BROKER
     )
-    runstate.write_state(tmp_path, _state(os.getpid(), runstate.crl_digest(b"old crl")))
-    notice = runstate.notify_revocation(home=tmp_path, identity_id="x", timeout_s=0.3, poll_s=0.05)
-    assert notice is runstate.RevocationNotice.TIMEOUT
-    runstate.write_state(tmp_path, _state(os.getpid(), runstate.crl_digest(b"new crl")))
-    assert (
-        runstate.notify_revocation(home=tmp_path, identity_id="x")
-        is runstate.RevocationNotice.APPLIED
-    )
-    runstate.clear_state(tmp_path, pid=os.getpid() + 1)
-    assert runstate.read_state(tmp_path) is not None
-    runstate.clear_state(tmp_path, pid=os.getpid())
-    assert runstate.read_state(tmp_path) is None
+    # a live process that looks like a broker supervisor (its command line names it)
+    supervisor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "broker"])
+    try:
+        pid = supervisor.pid
+        runstate.write_state(tmp_path, _state(pid, runstate.crl_digest(b"old crl")))
+        notice = runstate.notify_revocation(
+            home=tmp_path, identity_id="x", timeout_s=0.3, poll_s=0.05
+        )
+        assert notice is runstate.RevocationNotice.TIMEOUT
+        runstate.write_state(tmp_path, _state(pid, runstate.crl_digest(b"new crl")))
+        assert (
+            runstate.notify_revocation(home=tmp_path, identity_id="x")
+            is runstate.RevocationNotice.APPLIED
+        )
+        runstate.clear_state(tmp_path, pid=pid + 1)
+        assert runstate.read_state(tmp_path) is not None
+        runstate.clear_state(tmp_path, pid=pid)
+        assert runstate.read_state(tmp_path) is None
+    finally:
+        supervisor.kill()
+        supervisor.wait()
 
 
 def test_run_state_of_a_dead_process_is_ignored(tmp_path: Path) -> None:
