@@ -22,6 +22,7 @@ from rich.table import Table
 from certs import index, store
 from certs.index import Kind
 from certs.layout import PkiPaths, locked
+from certs.names import NameClash
 from certs.settings import CertsSettings
 from fleetgate.errors import UserError
 from schemas.ids import InvalidIdentifier, Role, make_vin
@@ -38,6 +39,7 @@ _USER_MISTAKES = (
     store.PkiMissing,
     store.PkiExists,
     store.AlreadyIssued,
+    NameClash,
     index.UnknownIdentity,
     index.AmbiguousIdentity,
 )

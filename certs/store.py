@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certs import crl, index, pki, signing
+from certs import crl, index, names, pki, signing
 from certs.index import IndexEntry, Kind
 from certs.layout import PkiExists as PkiExists  # re-exported: callers use certs.store
 from certs.layout import PkiMissing as PkiMissing
@@ -259,12 +259,18 @@ def issue_leaves(
 ) -> IssueResult:
     """Issue client certificates for ``ids``, over ``workers`` processes when there are many.
 
-    Raises ``InvalidIdentifier`` (a bad id, before anything is written), :class:`PkiMissing`
-    and :class:`AlreadyIssued`. The index grows chunk by chunk, so an interrupted run keeps
-    what it finished (and ``--count`` again completes it).
+    Raises ``InvalidIdentifier`` (a bad id, or an app id / service name that is a VIN, before
+    anything is written), :class:`PkiMissing`, :class:`AlreadyIssued` and
+    :class:`certs.names.NameClash` (an app named like a service or the reverse). The index
+    grows chunk by chunk, so an interrupted run keeps what it finished (and ``--count``
+    again completes it).
     """
     requested = [Identity.of(role=role, id=ident).id for ident in ids]
+    names.refuse_vins(role, requested)
     _require(paths)
+    other = names.other_role(role)
+    if other is not None:
+        names.refuse_clashes(role, requested, taken=on_disk(paths, other))
     kind = Kind.of(role)
     live = {e.id for e in read_index(paths) if e.kind is kind and not e.revoked}
     to_issue, skipped = plan_issue(

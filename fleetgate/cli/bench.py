@@ -15,7 +15,9 @@ from fleetgate.bench.report import Outcome, build
 from fleetgate.errors import UserError
 
 # scenario -> "module:function"; each function is ``async def run(params) -> Outcome``.
-SCENARIOS: dict[str, str] = {}
+SCENARIOS: dict[str, str] = {
+    "connect": "broker.bench:run",
+}
 
 Runner = Callable[[dict[str, str]], Coroutine[Any, Any, Outcome]]
 

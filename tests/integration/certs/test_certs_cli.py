@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certs import crl
+from certs import crl, pki, store
 from certs.store import PkiPaths, ensure_pki, read_index
-from schemas.ids import make_vin
+from schemas.ids import Role, make_vin
 
 pytestmark = pytest.mark.integration
 
@@ -225,7 +225,17 @@ def test_revoke_updates_the_crl_and_openssl_refuses_the_certificate(tmp_path: Pa
 def test_revoke_an_id_of_two_kinds_needs_kind(tmp_path: Path) -> None:
     ok(tmp_path, "init")
     ok(tmp_path, "issue", "app", "ops")
-    ok(tmp_path, "issue", "service", "ops")
+    _one_line_error(run(tmp_path, "issue", "service", "ops"), "already an app id")
+    # a PKI from before app and service names were exclusive: issue past the check
+    paths = PkiPaths(tmp_path)
+    store.issue_chunk(
+        ca_cert_pem=paths.ca.read_bytes(),
+        ca_key_pem=paths.ca_key.read_bytes(),
+        role=Role.SERVICE,
+        ids=["ops"],
+        validity=pki.Validity.starting(datetime.now(UTC), pki.Lifetimes().leaf),
+        home=tmp_path,
+    )
     _one_line_error(run(tmp_path, "revoke", "ops"), "app, service", "--kind")
     assert "revoked service ops" in ok(tmp_path, "revoke", "ops", "--kind", "service")
 
