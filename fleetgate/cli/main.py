@@ -21,12 +21,18 @@ def _register() -> None:
     from broker import cli as broker_cli
     from certs.cli import app as certs_app
     from fleetgate.cli import bench, schemas_cmd, stack
+    from gateway import cli as gateway_cli
+    from processors import cli as processors_cli
     from processors.store import cli as store_cli
+    from simulator import cli as sim_cli
 
     stack.register(app)
     app.add_typer(certs_app, name="certs", help="The PKI: CAs, certificates, revocation.")
     store_cli.register(app)
     broker_cli.register(app)
+    processors_cli.register(app)
+    gateway_cli.register(app)
+    sim_cli.register(app)
     schemas_cmd.register(app)
     bench.register(app)
 

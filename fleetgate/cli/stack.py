@@ -38,6 +38,8 @@ async def bring_up(settings: StackSettings) -> None:
             "FLEETGATE_KAFKA_CONTROLLER_PORT": (h, settings.kafka_controller_port),
             "FLEETGATE_CASSANDRA_PORT": (h, settings.cassandra_port),
             "FLEETGATE_CASSANDRA_STORAGE_PORT": (h, settings.cassandra_storage_port),
+            "FLEETGATE_GATEWAY_METRICS_PORT": (h, settings.gateway_metrics_port),
+            "FLEETGATE_PROCESSORS_METRICS_PORT": (h, settings.processors_metrics_port),
         }
     )
     java = prereq.require_java()
@@ -55,6 +57,10 @@ async def bring_up(settings: StackSettings) -> None:
         await prepare_data(settings)
         await stack.start_wave([c.broker_component(settings)])
         await stack.start_wave(c.service_components(settings))
+        if settings.vehicles:
+            await stack.start_wave(
+                [c.fleet_component(settings, log=settings.logs_dir / "fleet.log")]
+            )
         stack.mark_ready()
         log.info("stack up", seconds=round(time.monotonic() - started, 1), home=str(settings.home))
         typer.echo(

@@ -175,7 +175,83 @@ def resolve_jars(settings: StackSettings) -> tuple[Path, Path]:
     return kafka_lib, cassandra_lib
 
 
+async def http_probe(*, host: str, port: int, path: str = "/metrics") -> str:
+    """An HTTP GET that answers 200: the service is serving its metrics."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5.0)
+    finally:
+        writer.close()
+    parts = status.decode(errors="replace").split()
+    if len(parts) < 2 or parts[1] != "200":
+        raise ConnectionError(f"{path} answered {status!r}")
+    return f"metrics on :{port}"
+
+
+def _fleetgate(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fleetgate", *args]
+
+
 def service_components(settings: StackSettings) -> list[Component]:
-    """The project's own services, started once the broker answers (added as they land)."""
-    del settings
-    return []
+    """The project's own services, started once the broker answers."""
+    host = settings.host
+    env = service_env(settings)
+    gw_port, proc_port = settings.gateway_metrics_port, settings.processors_metrics_port
+    mosquitto = settings.broker == "mosquitto"
+
+    async def gateway_probe() -> str:
+        return await http_probe(host=host, port=gw_port)
+
+    async def processors_probe() -> str:
+        return await http_probe(host=host, port=proc_port)
+
+    return [
+        Component(
+            name="gateway",
+            endpoint=f"{host}:{gw_port}/metrics",
+            argv=_fleetgate("gateway"),
+            probe=gateway_probe,
+            env={
+                **env,
+                # Mosquitto has shared subscriptions: gateway instances split the uplink
+                **({"FLEETGATE_GATEWAY__SHARED_GROUP": "fleetgate"} if mosquitto else {}),
+                "FLEETGATE_GATEWAY__METRICS_HOST": host,
+                "FLEETGATE_GATEWAY__METRICS_PORT": str(gw_port),
+            },
+            version="fleetgate",
+        ),
+        Component(
+            name="processors",
+            endpoint=f"{host}:{proc_port}/metrics",
+            argv=_fleetgate("processors"),
+            probe=processors_probe,
+            env={**env, "FLEETGATE_PROCESSORS__METRICS_PORT": str(proc_port)},
+            version="fleetgate",
+            ready_timeout_s=settings.start_timeout_s,
+        ),
+    ]
+
+
+def fleet_component(settings: StackSettings, *, log: Path) -> Component:
+    """The demo fleet: ``settings.vehicles`` simulated vehicles until the stack stops."""
+
+    async def probe() -> str:
+        return f"{settings.vehicles} vehicles (see {log})"
+
+    return Component(
+        name="fleet",
+        endpoint=f"{settings.vehicles} vehicles",
+        argv=_fleetgate(
+            "sim",
+            "--vehicles",
+            str(settings.vehicles),
+            "--quiet",
+            "--broker",
+            f"{settings.host}:{settings.broker_port}",
+        ),
+        probe=probe,
+        env=service_env(settings),
+        version="simulator",
+    )

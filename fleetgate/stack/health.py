@@ -52,6 +52,12 @@ async def _probe(settings: StackSettings, name: str) -> str:
         return await components.tls_probe(
             host=settings.host, port=settings.broker_port, pki_dir=settings.pki_dir
         )
+    if name == "gateway":
+        return await components.http_probe(host=settings.host, port=settings.gateway_metrics_port)
+    if name == "processors":
+        return await components.http_probe(
+            host=settings.host, port=settings.processors_metrics_port
+        )
     return "running"
 
 

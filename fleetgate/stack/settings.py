@@ -22,6 +22,8 @@ class StackSettings(CommonSettings):
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     cassandra_port: int = Field(default=9042, ge=1, le=65535)
     cassandra_storage_port: int = Field(default=7000, ge=1, le=65535)
+    gateway_metrics_port: int = Field(default=9464, ge=1, le=65535)
+    processors_metrics_port: int = Field(default=9465, ge=1, le=65535)
     kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
     cassandra_heap_mb: int = Field(default=1024, ge=256, le=8192)
     cache_dir: Path = Field(default_factory=default_cache)

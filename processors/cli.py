@@ -1,0 +1,33 @@
+"""``fleetgate processors`` (one worker in the foreground) and ``fleetgate vehicles``.
+
+The root command registers both with :func:`register`; nothing heavy is imported until a
+command runs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from fleetgate.settings import load_settings
+from processors.inventory.cli import vehicles_app
+from processors.settings import ProcessorSettings
+
+
+def processors_command() -> None:
+    """Run a stream-processor worker (shadow, commands, telemetry) until Ctrl-C.
+
+    Start several, on one machine or many: they share the Kafka partitions (by VIN).
+    Settings: FLEETGATE_KAFKA__*, FLEETGATE_CASSANDRA__*, FLEETGATE_PROCESSORS__*.
+    """
+    from fleetgate.logs import configure_logging
+    from processors.worker import run_foreground
+
+    settings = load_settings(ProcessorSettings)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    run_foreground(settings)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fleetgate processors`` and ``fleetgate vehicles`` to the root command."""
+    app.command("processors")(processors_command)
+    app.add_typer(vehicles_app, name="vehicles")

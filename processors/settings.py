@@ -1,0 +1,58 @@
+"""Settings of the stream processors (``fleetgate processors``, ``fleetgate vehicles``).
+
+Environment variables, e.g. ``FLEETGATE_KAFKA__BOOTSTRAP=10.0.0.5:9092``,
+``FLEETGATE_KAFKA__TOPIC_PREFIX=fleetgate.``, ``FLEETGATE_CASSANDRA__HOSTS=10.0.0.7``,
+``FLEETGATE_CASSANDRA__KEYSPACE=fleetgate``, and the tuning below under ``FLEETGATE_PROCESSORS__``
+(e.g. ``FLEETGATE_PROCESSORS__SHADOW_WRITE_INTERVAL_S=0.5``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from fleetgate.settings import CassandraConnection, CommonSettings, KafkaConnection
+
+
+class ProcessorTuning(BaseModel):
+    """How the processors trade latency, load and memory."""
+
+    shadow_write_interval_s: float = Field(
+        default=1.0, ge=0.0, le=300.0, description="at most one shadow write per vehicle per"
+    )
+    command_result_grace_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=3600.0,
+        description="a delivered command times out this long after its TTL without a result",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="how long the broker may hold a fetch with no data (latency vs requests)",
+    )
+    max_in_flight: int = Field(
+        default=4096, ge=1, le=1_000_000, description="events being processed at once per agent"
+    )
+    cache_idle_s: float = Field(
+        default=900.0, ge=1.0, description="a vehicle's cached state is dropped after this idle"
+    )
+    link_cache_s: float = Field(
+        default=5.0, ge=0.0, le=3600.0, description="how long an app-vehicle link is cached"
+    )
+    connect_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    create_topics: bool = Field(
+        default=True, description="create missing Kafka topics at start (idempotent)"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve Prometheus metrics on this port"
+    )
+    worker_id: str | None = Field(default=None, description="names this worker in logs")
+
+
+class ProcessorSettings(CommonSettings):
+    """Everything a processors worker needs: Kafka, Cassandra and the tuning."""
+
+    kafka: KafkaConnection = Field(default_factory=KafkaConnection)
+    cassandra: CassandraConnection = Field(default_factory=CassandraConnection)
+    processors: ProcessorTuning = Field(default_factory=ProcessorTuning)
