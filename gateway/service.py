@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable
 from functools import partial
 from typing import Any, TypeVar
@@ -75,6 +76,10 @@ class Gateway:
                     f"{path} is missing: the gateway needs the service certificate {name!r} "
                     f"(fleetgate certs issue service {name})"
                 )
+        try:  # fail now, in one line, rather than at the first connection
+            tls_context(ca_chain=str(paths.ca_chain), certfile=str(cert), keyfile=str(key))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise UserError(f"cannot use the service certificate {name!r}: {exc}") from None
         return str(paths.ca_chain), str(cert), str(key)
 
     async def run(self, *, stop: asyncio.Event) -> None:

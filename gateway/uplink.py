@@ -63,7 +63,7 @@ class Entry:
 
 
 class UplinkBridge:
-    """Routes MQTT messages to Kafka; call :meth:`bind` with the link, then :meth:`run`."""
+    """Routes MQTT messages to Kafka; :meth:`bind` it to the link that feeds :meth:`on_message`."""
 
     def __init__(
         self,

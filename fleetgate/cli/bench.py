@@ -19,6 +19,8 @@ SCENARIOS: dict[str, str] = {
     "connect": "broker.bench:run",
     "commands": "processors.bench:run_commands",
     "telemetry": "processors.bench:run_telemetry",
+    "publish": "simulator.bench:run",
+    "ingest": "gateway.bench:run",
 }
 
 Runner = Callable[[dict[str, str]], Coroutine[Any, Any, Outcome]]

@@ -65,7 +65,7 @@ async def bring_up(settings: StackSettings) -> None:
         log.info("stack up", seconds=round(time.monotonic() - started, 1), home=str(settings.home))
         typer.echo(
             f"fleetgate is up in {time.monotonic() - started:.1f}s: "
-            f"broker {h}:{settings.broker_port} ({settings.broker}), "
+            f"broker {h}:{settings.broker_port} ({settings.broker_kind}), "
             f"Kafka {settings.kafka_bootstrap}, Cassandra {h}:{settings.cassandra_port}. "
             "Ctrl-C or `fleetgate down` stops it."
         )
@@ -84,7 +84,7 @@ def up(
     ] = None,
 ) -> None:
     """Run the whole stack on this machine in the foreground; Ctrl-C stops it."""
-    settings = _settings(broker=broker, vehicles=vehicles)
+    settings = _settings(broker_kind=broker, vehicles=vehicles)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     asyncio.run(bring_up(settings))
 

@@ -138,7 +138,7 @@ def broker_component(settings: StackSettings) -> Component:
         return await tls_probe(host=host, port=port, pki_dir=pki)
 
     return Component(
-        name=f"broker ({settings.broker})",
+        name=f"broker ({settings.broker_kind})",
         endpoint=f"{host}:{port}",
         argv=[
             sys.executable,
@@ -146,7 +146,7 @@ def broker_component(settings: StackSettings) -> Component:
             "fleetgate",
             "broker",
             "--broker",
-            settings.broker,
+            settings.broker_kind,
             "--host",
             host,
             "--port",
@@ -154,7 +154,7 @@ def broker_component(settings: StackSettings) -> Component:
         ],
         probe=probe,
         env=service_env(settings),
-        version=broker_version(settings.broker),
+        version=broker_version(settings.broker_kind),
     )
 
 
@@ -199,7 +199,7 @@ def service_components(settings: StackSettings) -> list[Component]:
     host = settings.host
     env = service_env(settings)
     gw_port, proc_port = settings.gateway_metrics_port, settings.processors_metrics_port
-    mosquitto = settings.broker == "mosquitto"
+    mosquitto = settings.broker_kind == "mosquitto"
 
     async def gateway_probe() -> str:
         return await http_probe(host=host, port=gw_port)

@@ -58,7 +58,7 @@ class Stack:
         self.settings = settings
         self.running: list[Running] = []
         self.state = runstate.RunState(
-            pid=os.getpid(), started_at=time.time(), broker=settings.broker
+            pid=os.getpid(), started_at=time.time(), broker=settings.broker_kind
         )
 
     async def start_wave(self, components: Sequence[Component]) -> None:

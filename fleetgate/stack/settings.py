@@ -16,7 +16,7 @@ class StackSettings(CommonSettings):
     """Where the local stack listens and how big it is (env ``FLEETGATE_<FIELD>``)."""
 
     host: str = "127.0.0.1"
-    broker: BrokerKind = "amqtt"
+    broker_kind: BrokerKind = "amqtt"
     broker_port: int = Field(default=8883, ge=1, le=65535)
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)

@@ -44,11 +44,19 @@ def stack_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")}
     env.update(
         FLEETGATE_HOME=str(home),
-        FLEETGATE_BROKER=str(request.param),
+        FLEETGATE_BROKER_KIND=str(request.param),
         FLEETGATE_CASSANDRA_HEAP_MB="768",
         FLEETGATE_LOG_FORMAT="json",
     )
-    for name in ("BROKER", "KAFKA", "KAFKA_CONTROLLER", "CASSANDRA", "CASSANDRA_STORAGE"):
+    for name in (
+        "BROKER",
+        "KAFKA",
+        "KAFKA_CONTROLLER",
+        "CASSANDRA",
+        "CASSANDRA_STORAGE",
+        "GATEWAY_METRICS",
+        "PROCESSORS_METRICS",
+    ):
         env[f"FLEETGATE_{name}_PORT"] = str(prereq.free_port())
     yield env
     subprocess.run([FLEETGATE, "down"], env=env, capture_output=True, timeout=120, check=False)
@@ -87,7 +95,8 @@ def test_up_status_down_then_ctrl_c(stack_env: dict[str, str], tmp_path: Path) -
         up.wait(timeout=120)
         raise
     components = {c["name"]: c for c in report["components"]}  # type: ignore[attr-defined]
-    assert {"kafka", "cassandra", f"broker ({stack_env['FLEETGATE_BROKER']})"} <= set(components)
+    broker = f"broker ({stack_env['FLEETGATE_BROKER_KIND']})"
+    assert {"kafka", "cassandra", broker, "gateway", "processors"} <= set(components)
     assert components["kafka"]["version"].startswith("4.")
     assert components["cassandra"]["detail"].startswith("release 5.0.")
     assert all(c["healthy"] for c in components.values())

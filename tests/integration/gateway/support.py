@@ -1,11 +1,12 @@
 """Real pieces for the gateway's integration tests: a PKI, brokers (``python -m broker``),
-a dedicated Kafka node that can be stopped, gateways in-process or as ``python -m gateway``,
-simulated vehicles publishing numbered QoS 1 telemetry, and a Kafka reader."""
+a dedicated Kafka node that can be stopped, gateways as ``python -m gateway``, a Kafka reader
+and the checks of a numbered stream (the devices are in ``devices.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import itertools
 import json
 import os
@@ -94,6 +95,10 @@ class BrokerProcess:
                 os.kill(child, signal.SIGKILL)
 
 
+def _die_with_parent() -> None:  # in the child, before exec: no orphan if the tests die
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def broker_for(kind: str, test_pki: TestPki) -> BrokerProcess:
     """``python -m broker`` on a free port. Deep queues: the fault tests hold ~10,000
     messages at the broker while Kafka is away."""
@@ -112,6 +117,7 @@ def broker_for(kind: str, test_pki: TestPki) -> BrokerProcess:
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
     running = BrokerProcess(kind, test_pki, process)
     deadline = time.monotonic() + 30
@@ -329,7 +335,11 @@ class GatewayProcess:
         )
         child.start()
         running = cls(child, log_path)
-        running.wait_log("Ctrl-C stops it", timeout=60)
+        try:
+            running.wait_log("Ctrl-C stops it", timeout=60)
+        except AssertionError:
+            child.stop(timeout_s=10)
+            raise
         return running
 
     def log(self) -> str:

@@ -28,6 +28,8 @@ def _free_ports_env(tmp_path: Path) -> dict[str, str]:
         "KAFKA_CONTROLLER_PORT",
         "CASSANDRA_PORT",
         "CASSANDRA_STORAGE_PORT",
+        "GATEWAY_METRICS_PORT",
+        "PROCESSORS_METRICS_PORT",
     ):
         env[f"FLEETGATE_{name}"] = str(prereq.free_port())
     return env
