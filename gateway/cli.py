@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -116,12 +115,8 @@ def register(app: typer.Typer) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m gateway ...``: the gateway command alone."""
+    from fleetgate.cli.main import run
+
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     register(app)
-    try:
-        app(args=argv)  # click's standalone mode: usage errors print usage, exit 2
-    except UserError as exc:
-        typer.echo(f"fleetgate: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run(app, argv)

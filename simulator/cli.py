@@ -12,7 +12,6 @@ Exit status: 0 when no vehicle failed; 1 when some failed to connect; 3 when non
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,13 +133,8 @@ def register(app: typer.Typer) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m simulator ...``: the sim command alone."""
+    from fleetgate.cli.main import run
+
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     register(app)
-    try:
-        app(args=argv)  # standalone: usage errors print usage and exit 2
-    except UserError as exc:
-        typer.echo(f"fleetgate: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("fleetgate: interrupted", err=True)
-        sys.exit(130)
+    run(app, argv)

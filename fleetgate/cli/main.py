@@ -45,12 +45,12 @@ def _click_exception() -> type[Exception]:
     return typer.BadParameter
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: a user's mistake is one line on stderr, exit 2."""
-    _register()
+def run(cli: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run a typer app as a command: a user's mistake is one line on stderr (exit 2, or the
+    error's own code), Ctrl-C exits 130, and a command's exit code is kept."""
     click_exception = _click_exception()
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = cli(args=argv, standalone_mode=False)
     except UserError as exc:
         typer.echo(f"fleetgate: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -65,3 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     if isinstance(result, int) and result:
         sys.exit(result)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``fleetgate`` console script."""
+    _register()
+    run(app, argv)
