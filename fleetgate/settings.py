@@ -87,6 +87,7 @@ class CommonSettings(BaseSettings):
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build and validate a service's settings once at start; a bad value is one line."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from fleetgate.errors import UserError
 
@@ -97,3 +98,6 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         where = ".".join(str(p) for p in first["loc"])
         env = "FLEETGATE_" + "__".join(str(p).upper() for p in first["loc"])
         raise UserError(f"invalid setting {where} ({env}): {first['msg']}") from None
+    except SettingsError as exc:  # e.g. a list or map variable that is not valid JSON
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise UserError(f"{exc}{cause}") from None

@@ -12,9 +12,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
+from fleetgate import settings as fleetgate_settings
 from fleetgate.errors import UserError
 from processors.store.schema import Replication, check_keyspace
 from processors.store.settings import StoreSettings
@@ -37,15 +36,7 @@ KeyspaceOption = Annotated[
 
 def load_settings() -> StoreSettings:
     """The settings from the environment; a bad value is a one-line :class:`UserError`."""
-    try:
-        return StoreSettings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"invalid setting {where}: {first['msg']}") from None
-    except SettingsError as exc:  # e.g. a list or map variable that is not valid JSON
-        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
-        raise UserError(f"{exc}{cause}") from None
+    return fleetgate_settings.load_settings(StoreSettings)
 
 
 @asynccontextmanager
