@@ -26,6 +26,7 @@ def load_settings(
     shared_group: str | None = None,
     client_id: str | None = None,
     metrics_port: int | None = None,
+    slice_: tuple[int, int] | None = None,
 ) -> GatewaySettings:
     """Environment (``FLEETGATE_…``) overridden by the command line, validated once."""
     try:
@@ -39,7 +40,10 @@ def load_settings(
             )
             if v is not None
         }
-        values = base.model_dump() | {"gateway": base.gateway.model_dump() | overrides}
+        if slice_ is not None:
+            overrides |= {"slice": slice_[0], "slices": slice_[1]}
+        values = base.model_dump(exclude_unset=True)
+        values["gateway"] = base.gateway.model_dump(exclude_unset=True) | overrides
         if home is not None:
             values["home"] = home
         return GatewaySettings(**values)
@@ -48,6 +52,14 @@ def load_settings(
         where = ".".join(str(part) for part in first["loc"])
         env = "FLEETGATE_" + "__".join(str(p).upper() for p in first["loc"])
         raise UserError(f"invalid gateway setting {where} ({env}): {first['msg']}") from None
+
+
+def parse_slice(text: str) -> tuple[int, int]:
+    """``K/N`` (``--slice 0/2``) as (K, N); a bad value is one line."""
+    k, sep, n = text.partition("/")
+    if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+        raise UserError(f"--slice {text!r}: expected K/N, e.g. 0/2 (slice 0 of 2 instances)")
+    return int(k), int(n)
 
 
 def gateway(
@@ -71,10 +83,24 @@ def gateway(
         int | None,
         typer.Option("--metrics-port", help="Prometheus /metrics port (default 9464; 0: any)"),
     ] = None,
+    slice_: Annotated[
+        str | None,
+        typer.Option(
+            "--slice",
+            metavar="K/N",
+            help="uplink slice K of N instances (each owns the vehicles of its slice; per-VIN "
+            "order holds); certificate <name>-K unless FLEETGATE_MQTT__CLIENT_NAME names one",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the MQTT<->Kafka gateway in the foreground (at-least-once both ways)."""
     settings = load_settings(
-        home=home, shared_group=shared_group, client_id=client_id, metrics_port=metrics_port
+        home=home,
+        shared_group=shared_group,
+        client_id=client_id,
+        metrics_port=metrics_port,
+        slice_=parse_slice(slice_) if slice_ is not None else None,
     )
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     asyncio.run(serve(settings))

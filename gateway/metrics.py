@@ -36,6 +36,11 @@ class GatewayMetrics:
             ["cause"],
             registry=r,
         )
+        self.uplink_elsewhere = Counter(
+            "fleetgate_gateway_uplink_other_slice_messages",
+            "MQTT messages of another instance's slice: acknowledged here, forwarded there",
+            registry=r,
+        )
         self.downlink = Counter(
             "fleetgate_gateway_downlink_messages",
             "outbound records published to MQTT and acknowledged by the broker, by topic kind",

@@ -16,6 +16,7 @@ publish only on its own topics, and a service never publishes uplink topics.
 from __future__ import annotations
 
 import enum
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -181,6 +182,17 @@ def owner_of(topic: str) -> tuple[str, str] | None:
     except TopicError:
         return None
     return None
+
+
+def slice_of(topic: str, slices: int) -> int:
+    """The uplink slice (0 … ``slices``-1) that owns a message: a stable hash of its sender,
+    the topic's second level (``vehicles/<VIN>/…``, ``apps/<id>/…``), so one sender's
+    messages all go to one instance, in order. The same in every process and release (CRC-32,
+    not Python's salted ``hash``)."""
+    if slices == 1:
+        return 0
+    sender = topic.split("/", 2)[1] if topic.count("/") else topic
+    return zlib.crc32(sender.encode("utf-8", "surrogateescape")) % slices
 
 
 def error_notice(*, topic: str, reason: str, received_at_ms: int) -> MqttPublish | None:

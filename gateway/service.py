@@ -68,7 +68,7 @@ class Gateway:
 
     def _credentials(self) -> tuple[str, str, str]:
         paths = PkiPaths(self.settings.home)
-        name = self.settings.mqtt.client_name
+        name = self.settings.certificate_name
         cert, key = paths.service(name)
         for path in (paths.ca_chain, cert, key):
             if not path.is_file():
@@ -104,7 +104,8 @@ class Gateway:
             except Stopped:
                 return
             log.info("gateway running", client_id=s.client_id, uplink=opts.uplink,
-                     downlink=opts.downlink, shared_group=opts.shared_group)  # fmt: skip
+                     downlink=opts.downlink, shared_group=opts.shared_group,
+                     slice=f"{opts.slice}/{opts.slices}")  # fmt: skip
             self.ready.set()
             await stop.wait()
             log.info("gateway stopping: draining")
@@ -146,8 +147,14 @@ class Gateway:
             await self._until(stop, self._ensure_topics())
         await self._until(stop, producer.start(topics=self.topics.all()))
 
-        uplink = UplinkBridge(producer=producer, kafka=self.topics, metrics=self.metrics,
-                              max_inflight=opts.max_inflight)  # fmt: skip
+        uplink = UplinkBridge(
+            producer=producer,
+            kafka=self.topics,
+            metrics=self.metrics,
+            max_inflight=opts.max_inflight,
+            slice_index=opts.slice,
+            slices=opts.slices,
+        )
         self.uplink = uplink
 
         def on_connection(up: bool) -> None:

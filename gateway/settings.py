@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from fleetgate.settings import CommonSettings, KafkaConnection, MqttConnection
 from schemas.topics import TopicError, shared_subscription
@@ -14,12 +14,24 @@ from schemas.topics import TopicError, shared_subscription
 class GatewayOptions(BaseModel):
     """How one gateway instance bridges MQTT and Kafka."""
 
+    slices: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description=(
+            "uplink instances that split the fleet by sender (VIN or app id): each subscribes "
+            "to every uplink topic and keeps the senders of its slice, so one instance owns a "
+            "vehicle and per-VIN order holds with any broker; run one instance per slice"
+        ),
+    )
+    slice: int = Field(default=0, ge=0, description="this instance's slice, 0 … slices-1")
     shared_group: str | None = Field(
         default=None,
         description=(
-            "subscribe to uplink topics as $share/<group>/… so that instances split the load "
-            "(Mosquitto, clustered brokers); unset: plain subscriptions (the embedded broker "
-            "has no shared subscriptions: run one uplink instance)"
+            "subscribe to uplink topics as $share/<group>/… so that instances split the load; "
+            "only for brokers that hand a topic's messages to one member (EMQX "
+            "shared_subscription_strategy=hash_topic or sticky): Mosquitto deals them round "
+            "robin, which breaks per-VIN order (use slices there)"
         ),
     )
     client_id: str | None = Field(
@@ -93,6 +105,21 @@ class GatewayOptions(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
+    @model_validator(mode="after")
+    def _check_slices(self) -> GatewayOptions:
+        if self.slice >= self.slices:
+            raise ValueError(
+                f"slice {self.slice} does not exist (FLEETGATE_GATEWAY__SLICE, --slice K/N): "
+                f"with {self.slices} slices they are 0 … {self.slices - 1}"
+            )
+        if self.slices > 1 and self.shared_group:
+            raise ValueError(
+                "slices and shared_group do not combine: a shared subscription already splits "
+                "the load (with a per-topic strategy) and would deal a slice's vehicles to "
+                "other instances"
+            )
+        return self
+
 
 class GatewaySettings(CommonSettings):
     """The gateway's one settings object (validated once at start)."""
@@ -102,5 +129,14 @@ class GatewaySettings(CommonSettings):
     gateway: GatewayOptions = Field(default_factory=GatewayOptions)
 
     @property
+    def certificate_name(self) -> str:
+        """The service certificate (under pki/services/) this instance connects with: slice k
+        of several uses ``<client_name>-<k>`` unless a name is set, as each slice needs a
+        session (client id) of its own at the broker."""
+        if self.gateway.slices > 1 and "client_name" not in self.mqtt.model_fields_set:
+            return f"{self.mqtt.client_name}-{self.gateway.slice}"
+        return self.mqtt.client_name
+
+    @property
     def client_id(self) -> str:
-        return self.gateway.client_id or self.mqtt.client_name
+        return self.gateway.client_id or self.certificate_name

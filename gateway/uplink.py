@@ -37,6 +37,7 @@ from gateway.routing import (
     error_notice,
     owner_of,
     route_uplink,
+    slice_of,
 )
 from gateway.window import Window
 from schemas.topics import KafkaTopics, TopicKind
@@ -62,6 +63,15 @@ class Entry:
     ticket: int = 0
 
 
+@dataclass(slots=True)
+class Elsewhere:
+    """A message of another instance's slice: acknowledged in turn, not forwarded."""
+
+    mid: int
+    qos: int
+    generation: int
+
+
 class UplinkBridge:
     """Routes MQTT messages to Kafka; :meth:`bind` it to the link that feeds :meth:`on_message`."""
 
@@ -72,13 +82,16 @@ class UplinkBridge:
         kafka: KafkaTopics,
         metrics: GatewayMetrics,
         max_inflight: int,
+        slice_index: int = 0,
+        slices: int = 1,
     ) -> None:
         self._producer = producer
+        self._slice, self._slices = slice_index, slices
         self._kafka = kafka
         self._metrics = metrics
         self._max = max_inflight
         self._low = max(0, max_inflight // 2)
-        self._window: Window[Entry] = Window()
+        self._window: Window[Entry | Elsewhere] = Window()
         self._idle = asyncio.Event()
         self._idle.set()
         self._link: MqttLink | None = None
@@ -110,6 +123,9 @@ class UplinkBridge:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
+        if self._slices > 1 and slice_of(topic, self._slices) != self._slice:
+            self._elsewhere(msg, generation)
+            return
         message_id = self._ids.next()
         payload = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
         result = route_uplink(
@@ -138,6 +154,13 @@ class UplinkBridge:
             self._link.pause_reading()
             self._metrics.uplink_paused.set(1)
             log.warning("uplink paused: Kafka is behind", inflight=self.pending)
+
+    def _elsewhere(self, msg: paho.MQTTMessage, generation: int) -> None:
+        """Another slice's instance forwards this one (it gets every message too)."""
+        self._metrics.uplink_elsewhere.inc()
+        window = self._window
+        window.complete(window.push(Elsewhere(msg.mid, msg.qos, generation)))
+        self._release()
 
     def on_connection(self, up: bool) -> None:
         """A lost connection's unacknowledged QoS 1/2 messages will be redelivered: forget them
@@ -186,13 +209,18 @@ class UplinkBridge:
             if entry.notice is not None and link is not None:
                 notice = entry.notice
                 link.publish(notice.topic, notice.payload, qos=notice.qos)
-        window = self._window
-        window.complete(entry.ticket)
-        if link is not None:
-            for ready in window.pop_ready():
-                if ready.qos:
-                    link.ack(ready.mid, ready.qos, ready.generation)
+        self._window.complete(entry.ticket)
+        self._release()
         self._settle(1)
+
+    def _release(self) -> None:
+        """PUBACK the done messages at the front, in the order they arrived."""
+        ready = self._window.pop_ready()
+        link = self._link
+        if link is not None:
+            for done in ready:
+                if done.qos:
+                    link.ack(done.mid, done.qos, done.generation)
 
     def _settle(self, finished: int) -> None:
         self.pending -= finished

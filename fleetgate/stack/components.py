@@ -199,7 +199,6 @@ def service_components(settings: StackSettings) -> list[Component]:
     host = settings.host
     env = service_env(settings)
     gw_port, proc_port = settings.gateway_metrics_port, settings.processors_metrics_port
-    mosquitto = settings.broker_kind == "mosquitto"
 
     async def gateway_probe() -> str:
         return await http_probe(host=host, port=gw_port)
@@ -215,8 +214,6 @@ def service_components(settings: StackSettings) -> list[Component]:
             probe=gateway_probe,
             env={
                 **env,
-                # Mosquitto has shared subscriptions: gateway instances split the uplink
-                **({"FLEETGATE_GATEWAY__SHARED_GROUP": "fleetgate"} if mosquitto else {}),
                 "FLEETGATE_GATEWAY__METRICS_HOST": host,
                 "FLEETGATE_GATEWAY__METRICS_PORT": str(gw_port),
             },

@@ -32,6 +32,7 @@ def test_help() -> None:
     proc = run(["--help"], {})
     assert proc.returncode == 0
     assert "--shared-group" in proc.stdout
+    assert "--slice" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
@@ -43,6 +44,9 @@ def test_help() -> None:
         ([], {"FLEETGATE_KAFKA__TOPIC_PREFIX": "bad prefix!"}, "topic_prefix"),
         ([], {}, "fleetgate certs issue service gateway"),  # no PKI under the home
         (["--metrics-port", "nope"], {}, "--metrics-port"),
+        (["--slice", "2/2"], {}, "slice 2 does not exist"),
+        (["--slice", "half"], {}, "K/N"),
+        (["--slice", "1/2"], {}, "fleetgate certs issue service gateway-1"),  # its own cert
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -22,6 +22,7 @@ from gateway.routing import (
     owner_of,
     route_downlink,
     route_uplink,
+    slice_of,
 )
 from schemas.connectivity import Connectivity, ConnectivityCause, ConnectivityEvent
 from schemas.errors import DeadLetter, ErrorNotice
@@ -309,3 +310,45 @@ def test_huge_rejected_payload_is_cut_so_the_dead_letter_fits_kafka() -> None:
     assert letter.payload_bytes() == payload[:MAX_DEAD_LETTER_PAYLOAD]
     assert f"first {MAX_DEAD_LETTER_PAYLOAD} of {len(payload)} bytes" in letter.reason
     assert len(result.dead_letter.value) < 400 * 1024
+
+
+@given(vin=vins, slices=st.integers(1, 64), command=st.uuids())
+def test_a_senders_messages_all_belong_to_one_slice(vin: str, slices: int, command: object) -> None:
+    owned = {
+        slice_of(topic, slices)
+        for topic in (
+            MqttTopics.telemetry(vin),
+            MqttTopics.connection(vin),
+            MqttTopics.command_result(vin, str(command)),
+            MqttTopics.ota_chunk_request(vin),
+            f"vehicles/{vin}/no-such-kind",  # rejected: still the sender's slice
+        )
+    }
+    assert len(owned) == 1
+    assert 0 <= owned.pop() < slices
+
+
+@given(app=app_ids, vin=vins)
+def test_an_apps_messages_belong_to_its_slice(app: str, vin: str) -> None:
+    assert slice_of(MqttTopics.app_commands(app), 5) == slice_of(
+        MqttTopics.app_shadow_desired(app, vin), 5
+    )
+
+
+@given(topic=st.text(max_size=40), slices=st.integers(1, 9))
+def test_any_topic_has_one_slice(topic: str, slices: int) -> None:
+    assert 0 <= slice_of(topic, slices) < slices
+
+
+def test_slices_are_stable_and_spread_a_fleet_evenly() -> None:
+    # the same in every process and release: CRC-32 of the sender, not Python's salted hash
+    assert [slice_of(MqttTopics.telemetry(make_vin(n)), 4) for n in range(8)] == [
+        slice_of(MqttTopics.telemetry(make_vin(n)), 4) for n in range(8)
+    ]
+    assert slice_of("vehicles/FGTSMV00000000001/telemetry", 7) == (
+        __import__("zlib").crc32(b"FGTSMV00000000001") % 7
+    )
+    counts = [0, 0, 0]
+    for n in range(30_000):
+        counts[slice_of(MqttTopics.telemetry(make_vin(n)), 3)] += 1
+    assert all(9_000 < c < 11_000 for c in counts), counts

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleetgate.errors import UserError
-from gateway.cli import load_settings
+from gateway.cli import load_settings, parse_slice
 from gateway.service import subscriptions
 from gateway.settings import GatewaySettings
 from schemas.topics import uplink_filters
@@ -68,3 +68,54 @@ def test_bad_settings_are_one_line(
     assert words in message
     assert env in message
     assert "\n" not in message
+
+
+def test_slices_name_their_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLEETGATE_MQTT__CLIENT_NAME", "FLEETGATE_GATEWAY__SHARED_GROUP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLEETGATE_GATEWAY__SLICES", "3")
+    monkeypatch.setenv("FLEETGATE_GATEWAY__SLICE", "2")
+    settings = load_settings()
+    assert (settings.gateway.slice, settings.gateway.slices) == (2, 3)
+    assert settings.certificate_name == settings.client_id == "gateway-2"
+    # the command line wins over the environment, and still names the certificate
+    settings = load_settings(slice_=(1, 2))
+    assert (settings.gateway.slice, settings.gateway.slices) == (1, 2)
+    assert settings.client_id == "gateway-1"
+    monkeypatch.setenv("FLEETGATE_MQTT__CLIENT_NAME", "uplink-east")
+    assert load_settings().client_id == "uplink-east"
+    # a plain subscription: every instance sees every message and keeps its slice
+    assert subscriptions(settings) == [(f, 1) for f in uplink_filters()]
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"slice": 2, "slices": 2}, "slice 2 does not exist"),
+        ({"slice": -1}, "slice"),
+        ({"slices": 0}, "slices"),
+        ({"slices": 2, "shared_group": "gw"}, "do not combine"),
+    ],
+)
+def test_bad_slices_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, object], words: str
+) -> None:
+    monkeypatch.delenv("FLEETGATE_GATEWAY__SHARED_GROUP", raising=False)
+    for key, value in values.items():
+        monkeypatch.setenv(f"FLEETGATE_GATEWAY__{key.upper()}", str(value))
+    with pytest.raises(UserError) as info:
+        load_settings()
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["1", "a/2", "1/", "/2", "1/2/3", "-1/2"])
+def test_bad_slice_option_is_one_line(text: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse_slice(text)
+    assert "K/N" in str(info.value)
+
+
+def test_slice_option() -> None:
+    assert parse_slice("0/2") == (0, 2)
+    assert parse_slice(" 3 / 4 ") == (3, 4)
