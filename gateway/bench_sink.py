@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from fleetgate.errors import UserError
 
 
@@ -66,13 +64,14 @@ async def mqtt_sink(home: Path, port: int, tally: Tally, stop: asyncio.Event) ->
     from gateway.bench import SINK_NAME
     from gateway.mqtt import MqttLink
     from gateway.mqtt_options import LinkOptions, tls_context
+    from gateway.mqtt_read import InMessage
     from schemas.topics import parse_topic
 
     paths = PkiPaths(home)
     cert, key = paths.service(SINK_NAME)
     link: MqttLink
 
-    def on_message(msg: paho.MQTTMessage, generation: int) -> None:
+    def on_message(msg: InMessage, generation: int) -> None:
         vin = parse_topic(msg.topic).vin or ""
         tally.add(vin.encode(), msg.payload, time.time())
         link.ack(msg.mid, msg.qos, generation)

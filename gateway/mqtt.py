@@ -3,7 +3,9 @@
 paho is the one Python MQTT client that lets the application PUBACK a message itself
 (``Client(manual_ack=True)`` + ``client.ack(mid, qos)``), which is how the gateway acknowledges
 a message only after Kafka has it. paho's *external loop* API is wired to asyncio: its socket
-is watched with ``loop.add_reader`` (``loop_read``), writes are flushed right after the
+is watched with ``loop.add_reader``; what it has is read in bulk into a
+:class:`gateway.mqtt_read.ReadBuffer`, PUBLISH packets are decoded there and every other
+packet goes to paho (``loop_read``) from that buffer. Writes are flushed right after the
 callback that queued them (``loop_write``; ``add_writer`` only while the socket is full), and
 ``loop_misc`` runs every second for keep-alive. So every callback (messages, PUBACKs of our
 publishes, connects) runs on the event loop thread, and reading can be paused for
@@ -21,29 +23,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fleetgate.logs import get_logger
 from gateway.mqtt_options import LinkOptions
+from gateway.mqtt_read import PUBLISH, InMessage, ProtocolError, ReadBuffer, decode_publish
 
 log = get_logger(__name__)
 
-OnMessage = Callable[[paho.MQTTMessage, int], None]
+OnMessage = Callable[[InMessage, int], None]
 """``(message, generation)``: ``generation`` identifies the connection it came on."""
 OnDone = Callable[[], None]
 
-READ_BUDGET = 256
-"""Packets read per readiness event before giving other tasks a turn."""
+READ_BUDGET = 4
+"""Socket reads (of up to 256 KiB each) per readiness event before other tasks get a turn."""
 _PUBACK_COMMAND = 0x40
 _PUBACK = (_PUBACK_COMMAND << 24) | (2 << 16)
 """A PUBACK packet is 0x40, remaining length 2, the packet id: one big-endian 32-bit word."""
@@ -73,7 +76,8 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._fd = -1
-        self._poll: select.poll | None = None
+        self._buffer: ReadBuffer | None = None
+        self._fast = options.protocol == "3.1.1"
         self._acks: list[int] = []
         self._reading = False
         self._paused = False
@@ -194,8 +198,7 @@ class MqttLink:
             raise OSError("connection closed during connect")
         self.generation += 1
         self._fd = sock.fileno()
-        self._poll = select.poll()
-        self._poll.register(self._fd, select.POLLIN)
+        self._buffer = client._sock = ReadBuffer(sock)  # paho reads from it too
         self._reading = False
         self._set_reading(not self._paused)
         self._flush()
@@ -205,7 +208,7 @@ class MqttLink:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
         self._fd = -1
-        self._poll = None
+        self._buffer = None
         self._reading = False
         self._writer = False
 
@@ -228,24 +231,55 @@ class MqttLink:
             self._loop.remove_reader(self._fd)
 
     def _readable(self) -> None:
-        # paho reads one packet per loop_read(); keep reading while TLS holds decrypted bytes
-        # or the socket has more (a poll costs far less than a trip through the event loop)
-        client = self._client
-        poll = self._poll
+        # handle what is buffered (reading may have been paused with packets left), then read
+        # the socket in bulk until it has nothing more or the budget is spent
+        buffer = self._buffer
         for _ in range(READ_BUDGET):
-            if not self._reading or self._connecting:
+            if buffer is None or buffer is not self._buffer:
                 return
-            sock = client.socket()
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or sock is None:
+            if not self._reading or self._connecting:
                 break
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                continue
-            if poll is None or not poll.poll(0):
+            self._handle_buffered(buffer)
+            if not self._reading or buffer is not self._buffer:
                 break
+            if not buffer.fill():
+                if buffer.closed:  # paho sees the end (or the error) and handles the loss
+                    buffer.give_rest_to_paho()
+                    self._client.loop_read()
+                break
+            self._client._last_bytes_received = time.monotonic()  # keep-alive: bytes came
         else:
             if self._reading and self._loop is not None:
                 self._loop.call_soon(self._readable)
         self._flush()
+
+    def _handle_buffered(self, buffer: ReadBuffer) -> None:
+        client, on_message, generation, fast = (
+            self._client, self._on_message, self.generation, self._fast
+        )  # fmt: skip
+        while self._reading:
+            try:
+                packet = buffer.next_packet()
+            except ProtocolError:
+                buffer.give_rest_to_paho()  # paho finds the same fault and disconnects
+                client.loop_read()
+                return
+            if packet is None:
+                break
+            first, start, end = packet
+            if fast and first >> 4 == PUBLISH and not first & 4:  # QoS 0 or 1, MQTT 3.1.1
+                try:
+                    message = decode_publish(first, buffer.data, start, end)
+                except ProtocolError:
+                    pass
+                else:
+                    buffer.pos = end
+                    on_message(message, generation)
+                    continue
+            buffer.give_to_paho(end)
+            client.loop_read()
+            if buffer is not self._buffer or buffer.pos < end:
+                return  # paho closed the connection
 
     def pause_reading(self) -> None:
         """Stop taking messages from the broker (it keeps them) until :meth:`resume_reading`."""
@@ -341,7 +375,10 @@ class MqttLink:
             self._on_connection(False)
 
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._on_message(msg, self.generation)
+        # MQTT 5 and QoS 2 messages, which paho decodes
+        topic = bytes(msg._topic).decode("utf-8", "replace")
+        message = InMessage(topic, bytes(msg.payload), msg.mid, msg.qos, msg.retain, msg.dup)
+        self._on_message(message, self.generation)
 
     def _handle_publish(
         self, client: paho.Client, userdata: object, mid: int, reason: Any, props: Any

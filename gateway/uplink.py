@@ -20,12 +20,11 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-import paho.mqtt.client as paho
-
 from fleetgate.logs import get_logger
 from gateway.ids import MessageIds
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import MqttLink
+from gateway.mqtt_read import InMessage
 from gateway.producer import ReliableProducer
 from gateway.routing import (
     UNKNOWN_SENDER,
@@ -109,7 +108,7 @@ class UplinkBridge:
         """Ignore (and never acknowledge) messages from now on: the broker keeps them."""
         self._taking = False
 
-    def on_message(self, msg: paho.MQTTMessage, generation: int) -> None:
+    def on_message(self, msg: InMessage, generation: int) -> None:
         if not self._taking:
             return
         try:
@@ -117,17 +116,14 @@ class UplinkBridge:
         except Exception:  # never into paho's read loop; not acked, so redelivered later
             log.exception("uplink message not handled", mid=msg.mid)
 
-    def _take(self, msg: paho.MQTTMessage, generation: int) -> None:
+    def _take(self, msg: InMessage, generation: int) -> None:
         received = time.time_ns() // 1_000_000
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = bytes(msg._topic).decode("utf-8", "replace")
+        topic = msg.topic
         if self._slices > 1 and slice_of(topic, self._slices) != self._slice:
             self._elsewhere(msg, generation)
             return
         message_id = self._ids.next()
-        payload = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
+        payload = msg.payload
         result = route_uplink(
             topic=topic,
             payload=payload,
@@ -155,7 +151,7 @@ class UplinkBridge:
             self._metrics.uplink_paused.set(1)
             log.warning("uplink paused: Kafka is behind", inflight=self.pending)
 
-    def _elsewhere(self, msg: paho.MQTTMessage, generation: int) -> None:
+    def _elsewhere(self, msg: InMessage, generation: int) -> None:
         """Another slice's instance forwards this one (it gets every message too)."""
         self._metrics.uplink_elsewhere.inc()
         window = self._window
