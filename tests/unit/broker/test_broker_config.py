@@ -112,6 +112,7 @@ def test_mosquitto_conf(tmp_path: Path) -> None:
         "max_inflight_messages 50",
         "max_queued_messages 500",
         "max_packet_size 4096",
+        "set_tcp_nodelay true",
         f"persistence_location {files.data}/",
         "user fleet",
     ):
