@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from fleetgate.logs import get_logger
-from gateway.mqtt_options import LinkOptions
-from gateway.mqtt_read import PUBLISH, InMessage, ProtocolError, ReadBuffer, decode_publish
+from gateway.mqtt_options import LinkOptions, connect_options, make_client
+from gateway.mqtt_read import PUBACK_COMMAND, InMessage, ReadBuffer, pubacks
 
 log = get_logger(__name__)
 
@@ -47,9 +44,6 @@ OnDone = Callable[[], None]
 
 READ_BUDGET = 4
 """Socket reads (of up to 256 KiB each) per readiness event before other tasks get a turn."""
-_PUBACK_COMMAND = 0x40
-_PUBACK = (_PUBACK_COMMAND << 24) | (2 << 16)
-"""A PUBACK packet is 0x40, remaining length 2, the packet id: one big-endian 32-bit word."""
 
 
 class MqttLink:
@@ -97,19 +91,7 @@ class MqttLink:
 
     # --- set-up ----------------------------------------------------------------------------
     def _make_client(self, context: ssl.SSLContext) -> paho.Client:
-        v5 = self._options.protocol == "5"
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._options.client_id,
-            clean_session=None if v5 else False,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            manual_ack=True,
-            reconnect_on_failure=False,
-        )
-        client.tls_set_context(context)
-        client.connect_timeout = self._options.connect_timeout_s
-        client.max_inflight_messages_set(self._options.max_outgoing_inflight)
-        client.max_queued_messages_set(0)
+        client = make_client(self._options, context)
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
         client.on_socket_unregister_write = self._on_unregister_write
@@ -180,11 +162,7 @@ class MqttLink:
         self._connecting = True
         try:
             if first:
-                kwargs: dict[str, Any] = {"keepalive": self._options.keepalive_s}
-                if self._options.protocol == "5":
-                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                    props.SessionExpiryInterval = self._options.session_expiry_s
-                    kwargs |= {"clean_start": False, "properties": props}
+                kwargs = connect_options(self._options)
                 call: Callable[[], Any] = lambda: client.connect(  # noqa: E731
                     self._options.host, self._options.port, **kwargs
                 )
@@ -196,6 +174,11 @@ class MqttLink:
         sock = client.socket()
         if sock is None:
             raise OSError("connection closed during connect")
+        # paho leaves Nagle's algorithm on: a PUBACK or a command would wait for the broker's
+        # delayed ACK of the previous packet (up to ~40 ms)
+        if isinstance(sock, socket.socket):  # an SSLSocket is one
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.generation += 1
         self._fd = sock.fileno()
         self._buffer = client._sock = ReadBuffer(sock)  # paho reads from it too
@@ -254,32 +237,13 @@ class MqttLink:
         self._flush()
 
     def _handle_buffered(self, buffer: ReadBuffer) -> None:
-        client, on_message, generation, fast = (
-            self._client, self._on_message, self.generation, self._fast
-        )  # fmt: skip
-        while self._reading:
-            try:
-                packet = buffer.next_packet()
-            except ProtocolError:
-                buffer.give_rest_to_paho()  # paho finds the same fault and disconnects
-                client.loop_read()
-                return
-            if packet is None:
-                break
-            first, start, end = packet
-            if fast and first >> 4 == PUBLISH and not first & 4:  # QoS 0 or 1, MQTT 3.1.1
-                try:
-                    message = decode_publish(first, buffer.data, start, end)
-                except ProtocolError:
-                    pass
-                else:
-                    buffer.pos = end
-                    on_message(message, generation)
-                    continue
-            buffer.give_to_paho(end)
-            client.loop_read()
-            if buffer is not self._buffer or buffer.pos < end:
-                return  # paho closed the connection
+        handler, generation = self._on_message, self.generation
+        buffer.dispatch(
+            paho_read=self._client.loop_read,
+            on_message=lambda message: handler(message, generation),
+            fast=self._fast,
+            reading=lambda: self._reading and buffer is self._buffer,
+        )
 
     def pause_reading(self) -> None:
         """Stop taking messages from the broker (it keeps them) until :meth:`resume_reading`."""
@@ -406,9 +370,8 @@ class MqttLink:
         mids, self._acks = self._acks, []
         if not mids or generation != self.generation or not self._connected.is_set():
             return
-        packet = struct.pack(f"!{len(mids)}I", *(_PUBACK | mid for mid in mids))
         # one PUBACK-typed write holding them all (paho writes queued packets one by one)
-        self._client._packet_queue(_PUBACK_COMMAND, packet, 0, 0)
+        self._client._packet_queue(PUBACK_COMMAND, pubacks(mids), 0, 0)
         self._on_register_write(self._client, None, None)
 
     def publish(

@@ -1,10 +1,15 @@
-"""How the gateway's MQTT link connects: options and the client TLS context."""
+"""How the gateway's MQTT link connects: options, the paho client, the client TLS context."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 Protocol = Literal["3.1.1", "5"]
 
@@ -28,3 +33,31 @@ def tls_context(*, ca_chain: str, certfile: str, keyfile: str) -> ssl.SSLContext
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_chain)
     context.load_cert_chain(certfile, keyfile)
     return context
+
+
+def make_client(options: LinkOptions, context: ssl.SSLContext) -> paho.Client:
+    """A paho client with a persistent session that leaves acknowledging to the caller."""
+    v5 = options.protocol == "5"
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=options.client_id,
+        clean_session=None if v5 else False,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        manual_ack=True,
+        reconnect_on_failure=False,
+    )
+    client.tls_set_context(context)
+    client.connect_timeout = options.connect_timeout_s
+    client.max_inflight_messages_set(options.max_outgoing_inflight)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def connect_options(options: LinkOptions) -> dict[str, Any]:
+    """Keyword arguments of the first ``client.connect`` (MQTT 5: keep the session)."""
+    kwargs: dict[str, Any] = {"keepalive": options.keepalive_s}
+    if options.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = options.session_expiry_s
+        kwargs |= {"clean_start": False, "properties": props}
+    return kwargs

@@ -14,11 +14,16 @@ buffer, so its state machine stays in charge of them. paho only ever sees whole 
 from __future__ import annotations
 
 import ssl
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 PUBLISH: Final = 3
 """MQTT packet type of PUBLISH (the high nibble of the first byte)."""
+PUBACK_COMMAND: Final = 0x40
+_PUBACK: Final = (PUBACK_COMMAND << 24) | (2 << 16)
+"""A PUBACK packet is 0x40, remaining length 2, the packet id: one big-endian 32-bit word."""
 CHUNK: Final = 256 * 1024
 """Most bytes taken from the socket per ``recv``."""
 
@@ -81,6 +86,11 @@ def decode_publish(first: int, data: bytes, start: int, end: int) -> InMessage:
         payload = data[at:end]
     topic = data[start + 2 : at].decode("utf-8", "replace")
     return InMessage(topic, payload, mid, qos, bool(first & 1), bool(first & 8))
+
+
+def pubacks(mids: Sequence[int]) -> bytes:
+    """The PUBACK packets of ``mids``, back to back (one write)."""
+    return struct.pack(f"!{len(mids)}I", *(_PUBACK | mid for mid in mids))
 
 
 class ReadBuffer:
@@ -152,6 +162,41 @@ class ReadBuffer:
     def give_rest_to_paho(self) -> None:
         """Let paho read everything, and see the end of the stream or the socket's error."""
         self.limit = len(self._data)
+
+    def dispatch(
+        self,
+        *,
+        paho_read: Callable[[], object],
+        on_message: Callable[[InMessage], None],
+        fast: bool,
+        reading: Callable[[], bool],
+    ) -> None:
+        """Hand out the whole packets buffered, in order, while ``reading()``: MQTT 3.1.1
+        PUBLISH of QoS 0/1 (``fast``) decoded to ``on_message``, any other packet to paho
+        (``paho_read`` reads it from here). Stops when paho closed the connection."""
+        while reading():
+            try:
+                packet = self.next_packet()
+            except ProtocolError:
+                self.give_rest_to_paho()  # paho finds the same fault and disconnects
+                paho_read()
+                return
+            if packet is None:
+                return
+            first, start, end = packet
+            if fast and first >> 4 == PUBLISH and not first & 4:
+                try:
+                    message = decode_publish(first, self._data, start, end)
+                except ProtocolError:
+                    pass
+                else:
+                    self.pos = end
+                    on_message(message)
+                    continue
+            self.give_to_paho(end)
+            paho_read()
+            if self.pos < end:
+                return  # paho closed the connection
 
     # --- paho's view ------------------------------------------------------------------------
     def recv(self, size: int) -> bytes:
