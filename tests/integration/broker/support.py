@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import queue
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +16,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker.runstate import RunState, read_state
 from certs import badcerts, pki, store
 from certs.layout import PkiPaths, make_dir, write_issued
 from schemas.ids import Identity, Role, make_vin
+from tests.support.brokers import BrokerProcess as _BrokerProcess
+from tests.support.brokers import start_broker as _start_broker
 
 ROOT = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
@@ -108,72 +105,25 @@ def revoke(test_pki: PkiUnderTest, ident: str) -> None:
 # --- brokers ---------------------------------------------------------------------------------
 
 
-@dataclass
-class BrokerProcess:
-    kind: str
-    pki: PkiUnderTest
-    process: subprocess.Popen[bytes]
-    port: int = 0
-    state: RunState | None = None
-
-    @property
-    def log(self) -> str:
-        return (self.pki.home / "broker.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        child = self.state.child_pid if self.state else None
-        if child is not None:
-            try:
-                os.kill(child, 0)
-            except ProcessLookupError:
-                return
-            os.kill(child, signal.SIGKILL)
-            raise AssertionError(f"mosquitto {child} outlived its supervisor")
+BrokerProcess = _BrokerProcess[PkiUnderTest]
 
 
 def start_broker(
     kind: str, test_pki: PkiUnderTest, *, env: dict[str, str] | None = None
 ) -> BrokerProcess:
     """``python -m broker`` (the ``fleetgate broker`` command) on a free port."""
-    environment = {
-        **os.environ,
-        "FLEETGATE_HOME": str(test_pki.home),
-        "FLEETGATE_LOG_FORMAT": "json",
-        "FLEETGATE_LOG_LEVEL": "INFO",
-        "FLEETGATE_BROKER__CRL_POLL_S": "0.5",
-        "FLEETGATE_BROKER__MAX_PACKET_SIZE": str(MAX_PACKET),
-        "FLEETGATE_BROKER__CONNECT_TIMEOUT_S": "3",
-        "FLEETGATE_BROKER__HANDSHAKE_TIMEOUT_S": "3",
-        "FLEETGATE_BROKER__MAX_PENDING": "64",
-        **(env or {}),
-    }
-    with (test_pki.home / "broker.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "broker", "--broker", kind, "--host", HOST, "--port", "0"],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    running = BrokerProcess(kind, test_pki, process)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        state = read_state(test_pki.home)
-        if state is not None and state.pid == process.pid:
-            running.state, running.port = state, state.port
-            return running
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    running.stop()
-    raise RuntimeError(f"{kind} broker did not start:\n{running.log[-3000:]}")
+    return _start_broker(
+        kind,
+        test_pki,
+        env={
+            "FLEETGATE_BROKER__CRL_POLL_S": "0.5",
+            "FLEETGATE_BROKER__MAX_PACKET_SIZE": str(MAX_PACKET),
+            "FLEETGATE_BROKER__CONNECT_TIMEOUT_S": "3",
+            "FLEETGATE_BROKER__HANDSHAKE_TIMEOUT_S": "3",
+            "FLEETGATE_BROKER__MAX_PENDING": "64",
+            **(env or {}),
+        },
+    )
 
 
 # --- MQTT probes -----------------------------------------------------------------------------

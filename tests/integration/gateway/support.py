@@ -5,13 +5,10 @@ and the checks of a numbered stream (the devices are in ``devices.py``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import itertools
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -24,7 +21,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from broker.runstate import RunState, read_state
 from certs import pki, store
 from certs.layout import PkiPaths
 from fleetgate.logs import quiet_drivers
@@ -34,6 +30,8 @@ from fleetgate.stack import maven, prereq
 from fleetgate.stack.process import ChildProcess
 from schemas.ids import Identity, Role, make_vin
 from schemas.topics import HEADER_MESSAGE_ID
+from tests.support.brokers import BrokerProcess as _BrokerProcess
+from tests.support.brokers import start_broker
 
 ROOT = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
@@ -69,68 +67,17 @@ def make_gateway_pki(home: Path, vins: Iterable[str]) -> TestPki:
     return test_pki
 
 
-@dataclass
-class BrokerProcess:
-    kind: str
-    pki: TestPki
-    process: subprocess.Popen[bytes]
-    port: int = 0
-    state: RunState | None = None
-
-    @property
-    def log(self) -> str:
-        return (self.pki.home / "broker.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        child = self.state.child_pid if self.state else None
-        if child is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-
-
-def _die_with_parent() -> None:  # in the child, before exec: no orphan if the tests die
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+BrokerProcess = _BrokerProcess[TestPki]
 
 
 def broker_for(kind: str, test_pki: TestPki) -> BrokerProcess:
     """``python -m broker`` on a free port. Deep queues: the fault tests hold ~10,000
     messages at the broker while Kafka is away."""
-    environment = {
-        **os.environ,
-        "FLEETGATE_HOME": str(test_pki.home),
-        "FLEETGATE_LOG_FORMAT": "json",
-        "FLEETGATE_LOG_LEVEL": "INFO",
-        "FLEETGATE_BROKER__MAX_QUEUED": "200000",
-        "FLEETGATE_BROKER__MAX_INFLIGHT": "200",
-    }
-    with (test_pki.home / "broker.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "broker", "--broker", kind, "--host", HOST, "--port", "0"],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-    running = BrokerProcess(kind, test_pki, process)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        state = read_state(test_pki.home)
-        if state is not None and state.pid == process.pid:
-            running.state, running.port = state, state.port
-            return running
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    running.stop()
-    raise RuntimeError(f"{kind} broker did not start:\n{running.log[-3000:]}")
+    return start_broker(
+        kind,
+        test_pki,
+        env={"FLEETGATE_BROKER__MAX_QUEUED": "200000", "FLEETGATE_BROKER__MAX_INFLIGHT": "200"},
+    )
 
 
 # --- Kafka -------------------------------------------------------------------------------------
