@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleetgate.bench.nodes import kafka_node, terminate
 from fleetgate.bench.report import Outcome, latency_summary
 from fleetgate.errors import UserError
 from gateway.mqtt import MqttLink
@@ -81,12 +82,12 @@ async def run(params: dict[str, str]) -> Outcome:
         root = Path(tmp)
         home = root / "home"
         _make_pki(home, vins)
-        async with _kafka(root, p["bootstrap"]) as bootstrap, _mosquitto(home) as port:
-            fleet = await _Fleet.connect(home=home, port=port, vins=vins)
+        async with kafka_node(root, p["bootstrap"]) as bootstrap, mosquitto_broker(home) as port:
+            fleet = await VehicleLinks.connect(home=home, port=port, vins=vins)
             try:
                 baseline = await _measure(p, fleet, _sink_argv("mqtt", home, port, None, ""))
                 prefix = f"bench{os.getpid()}."
-                async with _gateway(root, home, port, bootstrap, prefix, p) as profile:
+                async with gateway_child(root, home, port, bootstrap, prefix, p) as profile:
                     kafka_sink = _sink_argv("kafka", home, port, bootstrap, prefix)
                     result = await _measure(p, fleet, kafka_sink)
             finally:
@@ -110,41 +111,7 @@ def _make_pki(home: Path, vins: list[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _kafka(root: Path, bootstrap: str) -> AsyncIterator[str]:
-    if bootstrap:
-        yield bootstrap
-        return
-    from fleetgate.settings import default_cache
-    from fleetgate.stack import kafka, maven, prereq
-    from fleetgate.stack.process import ChildProcess
-
-    java = prereq.require_java()
-    lib = maven.resolve(
-        name=f"kafka-{kafka.KAFKA_VERSION}",
-        coordinates=kafka.MAVEN_COORDINATES,
-        cache_dir=default_cache(),
-    )
-    port, controller = prereq.free_port(), prereq.free_port()
-    conf, data = root / "kafka" / "conf", root / "kafka" / "data"
-    kafka.write_config(
-        conf_dir=conf, data_dir=data, host="127.0.0.1", port=port, controller_port=controller
-    )
-    kafka.format_storage(java=java, lib_dir=lib, conf_dir=conf, data_dir=data)
-    child = ChildProcess(
-        name="kafka",
-        argv=kafka.command(java=java, lib_dir=lib, conf_dir=conf, heap_mb=512),
-        log_path=root / "kafka.log",
-    )
-    child.start()
-    try:
-        await kafka.wait_ready(bootstrap=f"127.0.0.1:{port}", timeout_s=120)
-        yield f"127.0.0.1:{port}"
-    finally:
-        child.stop(timeout_s=30)
-
-
-@contextlib.asynccontextmanager
-async def _mosquitto(home: Path) -> AsyncIterator[int]:
+async def mosquitto_broker(home: Path) -> AsyncIterator[int]:
     from broker.mosquitto import MosquittoBroker
     from broker.settings import BrokerOptions
     from certs.layout import PkiPaths
@@ -159,7 +126,7 @@ async def _mosquitto(home: Path) -> AsyncIterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def _gateway(
+async def gateway_child(
     root: Path, home: Path, port: int, bootstrap: str, prefix: str, p: dict[str, Any]
 ) -> AsyncIterator[list[str]]:
     from fleetgate.stack.process import ChildProcess
@@ -191,10 +158,10 @@ async def _gateway(
     finally:
         await asyncio.to_thread(child.stop, timeout_s=30)
         if p["profile"] and prof.exists():
-            top.extend(_top_functions(prof))
+            top.extend(top_functions(prof))
 
 
-def _top_functions(path: Path, count: int = 15) -> list[str]:
+def top_functions(path: Path, count: int = 15) -> list[str]:
     """The functions with the most CPU time of their own, with their share of the total."""
     import pstats
 
@@ -212,14 +179,14 @@ def _top_functions(path: Path, count: int = 15) -> list[str]:
 # --- publishers --------------------------------------------------------------------------------
 
 
-class _Fleet:
+class VehicleLinks:
     """One MQTT connection per vehicle, all in this event loop."""
 
     def __init__(self, links: list[tuple[str, MqttLink]]) -> None:
         self.links = links
 
     @classmethod
-    async def connect(cls, *, home: Path, port: int, vins: list[str]) -> _Fleet:
+    async def connect(cls, *, home: Path, port: int, vins: list[str]) -> VehicleLinks:
         from certs.layout import PkiPaths
 
         paths = PkiPaths(home)
@@ -275,7 +242,7 @@ def _sink_argv(kind: str, home: Path, port: int, bootstrap: str | None, prefix: 
     return [sys.executable, "-m", "gateway.bench", "sink", kind, str(home), target, prefix]
 
 
-async def _measure(p: dict[str, Any], fleet: _Fleet, argv: list[str]) -> dict[str, Any]:
+async def _measure(p: dict[str, Any], fleet: VehicleLinks, argv: list[str]) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
     )
@@ -314,13 +281,7 @@ async def _measure(p: dict[str, Any], fleet: _Fleet, argv: list[str]) -> dict[st
             "lost": lost,
         }
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 10)
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        await terminate(process)
 
 
 async def _until(process: asyncio.subprocess.Process, key: str, want: int) -> dict[str, Any]:

@@ -1,128 +1,199 @@
-"""What the processors' bench scenarios run on: Kafka and Cassandra (given, or started from
-the cached jars), a fresh topic prefix and keyspace, an inventory, a worker process, and
-uplink records made as the gateway makes them."""
+"""The full path the processors' bench scenarios run on, in a temp directory on free ports:
+a PKI, Kafka and Cassandra (given, or started from the cached jars), Mosquitto, a fresh
+topic prefix and keyspace with the bench vehicles, then the gateway (``python -m gateway``)
+and a processors worker (``python -m processors``, optionally under cProfile). Everything
+started here is stopped when its block ends."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleetgate.bench.nodes import HOST, cassandra_node, kafka_node
 from fleetgate.errors import UserError
-from processors.inventory.logic import VehicleRecord
+from fleetgate.settings import load_settings
 from processors.settings import ProcessorSettings
-from processors.store.repo_inventory import InventoryRepository
-from schemas.topics import (
-    HEADER_MESSAGE_ID,
-    HEADER_RECEIVED_AT,
-    HEADER_SENDER,
-    HEADER_SOURCE_TOPIC,
-    MqttTopics,
-)
+from schemas.ids import Role, make_vin
 
-HOST = "127.0.0.1"
 STALL_S = 30.0
 APP = "bench-app"
+OPS = "bench-ops"
+FIRST_VEHICLE = 900_000
+"""Number of the first bench vehicle (``schemas.ids.make_vin``), as the simulator numbers."""
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def uplink_headers(*, sender: str, topic: str) -> list[tuple[str, bytes]]:
-    """The headers the gateway puts on an uplink record."""
-    return [
-        (HEADER_MESSAGE_ID, uuid.uuid4().hex.encode()),
-        (HEADER_RECEIVED_AT, str(now_ms()).encode()),
-        (HEADER_SENDER, sender.encode()),
-        (HEADER_SOURCE_TOPIC, topic.encode()),
-    ]
+def fleet_vins(count: int) -> list[str]:
+    return [make_vin(FIRST_VEHICLE + i) for i in range(count)]
+
+
+# --------------------------------------------------------------------------------------------
+# parameters
+
+
+def parse_params(
+    params: dict[str, str],
+    defaults: dict[str, str],
+    *,
+    scenario: str,
+    floats: Sequence[str] = (),
+    zero_ok: Sequence[str] = (),
+    choices: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Defaults merged with ``params``; whole numbers >= 1 (``zero_ok``: >= 0), ``floats`` > 0,
+    ``bootstrap``/``cassandra`` as given (``host:port`` or empty), ``choices`` one of theirs.
+    A bad one: UserError. Pure."""
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise UserError(
+            f"unknown {scenario} parameter(s) {sorted(unknown)}; known: {sorted(defaults)}"
+        )
+    merged: dict[str, Any] = defaults | params
+    for key, value in merged.items():
+        if key in (choices or {}):
+            if value not in (choices or {})[key]:
+                allowed = " or ".join((choices or {})[key])
+                raise UserError(f"{scenario} parameter {key}={value!r} must be {allowed}")
+            continue
+        if key in ("bootstrap", "cassandra"):
+            host, _, port = str(value).rpartition(":")
+            if value and (not host or not port.isdigit()):
+                raise UserError(f"{scenario} parameter {key}={value!r} is not host:port")
+            continue
+        kind, cast = ("a number", float) if key in floats else ("a whole number", int)
+        try:
+            merged[key] = cast(value)
+        except ValueError:
+            raise UserError(f"{scenario} parameter {key}={value!r} is not {kind}") from None
+        if key in floats and not 0 < merged[key] < 1e6:
+            raise UserError(f"{scenario} parameter {key} must be above 0")
+        if key not in floats and merged[key] < (0 if key in zero_ok else 1):
+            raise UserError(
+                f"{scenario} parameter {key} must be at least {int(key not in zero_ok)}"
+            )
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# the stack
+
+
+@dataclass
+class Stack:
+    root: Path
+    home: Path
+    broker_port: int
+    bootstrap: str
+    settings: ProcessorSettings
+    profile: list[str] = field(default_factory=list)
+    """The worker's top functions (cProfile), filled when :func:`cloud` ends with profiling."""
+
+
+def bench_settings(
+    root: Path, bootstrap: str, contact: tuple[str, int], partitions: int
+) -> ProcessorSettings:
+    tag = uuid.uuid4().hex[:8]
+    tuning = load_settings(ProcessorSettings).processors
+    return ProcessorSettings.model_validate(
+        {
+            "home": root / "home",
+            "log_level": "INFO",
+            "kafka": {
+                "bootstrap": bootstrap,
+                "topic_prefix": f"bench{tag}.",
+                "partitions": partitions,
+            },
+            "cassandra": {"hosts": [contact[0]], "port": contact[1], "keyspace": f"fg_bench_{tag}"},
+            # the worker's tuning from FLEETGATE_PROCESSORS__* as for `fleetgate processors`
+            "processors": tuning.model_copy(update={"metrics_port": free_port()}).model_dump(),
+        }
+    )
+
+
+def make_pki(home: Path, *, vins: list[str], apps: Sequence[str], services: Sequence[str]) -> None:
+    """A fresh PKI under ``home`` with the bench identities (before Mosquitto starts: its
+    configuration names every app and service)."""
+    from certs import pki, store
+    from certs.layout import PkiPaths
+    from simulator.settings import cpu_count
+    from simulator.tls import issue_vehicle_certs
+
+    paths = store.ensure_pki(home, services=("gateway", "broker-admin", *services))
+    if apps:
+        store.issue_leaves(paths, Role.APP, list(apps), now=datetime.now(UTC),
+                           lifetimes=pki.Lifetimes())  # fmt: skip
+    issue_vehicle_certs(PkiPaths(home), vins, workers=cpu_count())
 
 
 @contextlib.asynccontextmanager
-async def kafka_node(root: Path, bootstrap: str) -> AsyncIterator[str]:
-    """``bootstrap`` if given, else a Kafka started for the run (stopped afterwards)."""
-    if bootstrap:
-        yield bootstrap
-        return
-    from fleetgate.settings import default_cache
-    from fleetgate.stack import kafka, maven, prereq
-    from fleetgate.stack.process import ChildProcess
+async def services(
+    root: Path, *, vins: list[str], app: str | None, p: dict[str, Any]
+) -> AsyncIterator[Stack]:
+    """PKI, Kafka, Cassandra, Mosquitto, topics and a keyspace holding ``vins`` (linked to
+    ``app`` if given); the keyspace is dropped at the end."""
+    from gateway.bench import mosquitto_broker
+    from processors.worker import preflight
 
-    java = prereq.require_java()
-    lib = maven.resolve(
-        name=f"kafka-{kafka.KAFKA_VERSION}",
-        coordinates=kafka.MAVEN_COORDINATES,
-        cache_dir=default_cache(),
-    )
-    port, controller = prereq.free_port(), prereq.free_port()
-    conf, data = root / "kafka" / "conf", root / "kafka" / "data"
-    kafka.write_config(
-        conf_dir=conf, data_dir=data, host=HOST, port=port, controller_port=controller
-    )
-    kafka.format_storage(java=java, lib_dir=lib, conf_dir=conf, data_dir=data)
-    child = ChildProcess(
-        name="kafka",
-        argv=kafka.command(java=java, lib_dir=lib, conf_dir=conf, heap_mb=512),
-        log_path=root / "kafka.log",
-    )
-    child.start()
-    try:
-        await kafka.wait_ready(bootstrap=f"{HOST}:{port}", timeout_s=120)
-        yield f"{HOST}:{port}"
-    finally:
-        child.stop(timeout_s=30)
+    home = root / "home"
+    await asyncio.to_thread(make_pki, home, vins=vins, apps=[app] if app else [], services=[OPS])
+    async with (
+        kafka_node(root, p["bootstrap"]) as bootstrap,
+        cassandra_node(root, p["cassandra"]) as contact,
+        mosquitto_broker(home) as port,
+    ):
+        settings = bench_settings(root, bootstrap, contact, p["partitions"])
+        await prepare_store(settings, vins, app=app)
+        try:
+            await preflight(settings)
+            yield Stack(root, home, port, bootstrap, settings)
+        finally:
+            with contextlib.suppress(Exception):
+                await drop_keyspace(settings)
 
 
 @contextlib.asynccontextmanager
-async def cassandra_node(root: Path, contact: str) -> AsyncIterator[tuple[str, int]]:
-    """``host:port`` if given, else a Cassandra node started for the run."""
-    if contact:
-        given_host, _, given_port = contact.rpartition(":")
-        yield given_host, int(given_port)
-        return
-    from fleetgate.settings import default_cache
-    from fleetgate.stack import cassandra, maven, prereq
-    from fleetgate.stack.process import ChildProcess
+async def cloud(stack: Stack, *, profile: bool) -> AsyncIterator[WorkerProcess]:
+    """The gateway and one processors worker on ``stack`` (the worker under cProfile if
+    ``profile``; its top functions land in ``stack.profile``)."""
+    from gateway.bench import gateway_child, top_functions
 
-    java = prereq.require_java()
-    lib = maven.resolve(
-        name=f"cassandra-{cassandra.CASSANDRA_VERSION}",
-        coordinates=cassandra.MAVEN_COORDINATES,
-        cache_dir=default_cache(),
-    )
-    port, storage = prereq.free_port(), prereq.free_port()
-    conf, data = root / "cassandra" / "conf", root / "cassandra" / "data"
-    cassandra.write_config(
-        conf_dir=conf, data_dir=data, host=HOST, cql_port=port, storage_port=storage
-    )
-    child = ChildProcess(
-        name="cassandra",
-        argv=cassandra.command(java=java, lib_dir=lib, conf_dir=conf, data_dir=data, heap_mb=1024),
-        log_path=root / "cassandra.log",
-    )
-    child.start()
-    try:
-        await cassandra.wait_ready(host=HOST, port=port, timeout_s=300)
-        yield HOST, port
-    finally:
-        child.stop(timeout_s=60)
+    s = stack.settings
+    gateway_params = {"profile": 0, "partitions": s.kafka.partitions}
+    async with gateway_child(stack.root, stack.home, stack.broker_port, stack.bootstrap,
+                             s.kafka.topic_prefix, gateway_params):  # fmt: skip
+        prof = stack.root / "processors.prof"
+        worker = WorkerProcess.start(
+            s, stack.root / "processors.log", profile=prof if profile else None
+        )
+        try:
+            await worker.wait_assigned()
+            yield worker
+        finally:
+            await asyncio.to_thread(worker.stop)
+            if profile and prof.exists():
+                stack.profile.extend(top_functions(prof, count=12))
 
 
-async def prepare_store(settings: ProcessorSettings, vins: list[str]) -> None:
-    """Create the keyspace (every migration) and the bench vehicles, linked to the bench app."""
+async def prepare_store(settings: ProcessorSettings, vins: list[str], *, app: str | None) -> None:
+    """Create the keyspace (every migration) and the bench vehicles, linked to ``app``."""
+    from processors.inventory.logic import VehicleRecord
     from processors.runtime import connect_session
     from processors.store.migrate import migrate
+    from processors.store.repo_inventory import InventoryRepository
     from processors.store.schema import Replication
 
     session = await connect_session(settings)
@@ -135,7 +206,8 @@ async def prepare_store(settings: ProcessorSettings, vins: list[str]) -> None:
         async def add(vin: str) -> None:
             async with slots:
                 await repo.upsert(record=VehicleRecord(vin=vin, model="bench"), now_ms=now_ms())
-                await repo.link(vin=vin, app_id=APP, now_ms=now_ms())
+                if app:
+                    await repo.link(vin=vin, app_id=app, now_ms=now_ms())
 
         await asyncio.gather(*(add(v) for v in vins))
     finally:
@@ -147,11 +219,8 @@ async def drop_keyspace(settings: ProcessorSettings) -> None:
 
     session = await connect_session(settings)
     try:
-        await session.execute(
-            query=f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}",
-            prepared=False,
-            timeout_s=60,
-        )
+        await session.execute(query=f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}",
+                              prepared=False, timeout_s=60)  # fmt: skip
     finally:
         await session.close()
 
@@ -179,17 +248,21 @@ def settings_env(settings: ProcessorSettings) -> dict[str, str]:
 class WorkerProcess:
     process: subprocess.Popen[bytes]
     log: Path
+    metrics_port: int
 
     @classmethod
-    def start(cls, settings: ProcessorSettings, log: Path) -> WorkerProcess:
+    def start(
+        cls, settings: ProcessorSettings, log: Path, *, profile: Path | None = None
+    ) -> WorkerProcess:
+        argv = [sys.executable, "-m", "processors"]
+        if profile is not None:
+            argv = [sys.executable, "-m", "fleetgate.bench.nodes", "profile", str(profile),
+                    "processors"]  # fmt: skip
         with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "processors"],
-                env={**os.environ, **settings_env(settings)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        return cls(process, log)
+            process = subprocess.Popen(argv, env={**os.environ, **settings_env(settings)},
+                                       stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        assert settings.processors.metrics_port is not None
+        return cls(process, log, settings.processors.metrics_port)
 
     async def wait_assigned(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -200,15 +273,10 @@ class WorkerProcess:
                 break
             await asyncio.sleep(0.2)
         tail = self.log.read_text(errors="replace")[-1500:]
-        raise RuntimeError(f"the processors worker did not start: {tail}")
+        raise UserError(f"the processors worker did not start: {tail}")
 
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time the worker has used (Linux ``/proc``; else None)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    async def metrics(self) -> dict[str, float]:
+        return await read_metrics(self.metrics_port)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -220,79 +288,21 @@ class WorkerProcess:
                 self.process.wait()
 
 
-# --------------------------------------------------------------------------------------------
-# scenario helpers
-
-
-def parse_params(params: dict[str, str], defaults: dict[str, str]) -> dict[str, Any]:
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise UserError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    merged: dict[str, Any] = defaults | params
-    for key, value in merged.items():
-        if key not in ("bootstrap", "cassandra"):
-            try:
-                merged[key] = int(value)
-            except ValueError:
-                raise UserError(f"parameter {key}={value!r} is not a whole number") from None
-            if merged[key] < 1:
-                raise UserError(f"parameter {key} must be at least 1")
-    return merged
-
-
 def free_port() -> int:
     from fleetgate.stack import prereq
 
     return prereq.free_port()
 
 
-async def write_telemetry(bootstrap: str, topic: str, vins: list[str], messages: int) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        per_vehicle = -(-messages // len(vins))
-        sent = 0
-        for seq in range(per_vehicle):
-            for vin in vins:
-                if sent == messages:
-                    break
-                body = json.dumps(
-                    {"ts": now_ms(), "seq": seq, "signals": {"speed": 50.5, "soc": 80}}
-                )
-                headers = uplink_headers(sender=f"vehicle:{vin}", topic=MqttTopics.telemetry(vin))
-                await producer.send(topic, body.encode(), key=vin.encode(), headers=headers)
-                sent += 1
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def read_metrics(port: int) -> dict[str, float]:
+    """The ``fleetgate_*`` samples of a worker's ``/metrics`` (name with labels -> value)."""
     reader, writer = await asyncio.open_connection(HOST, port)
     writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
     body = (await reader.read()).decode()
     writer.close()
     values: dict[str, float] = {}
     for line in body.splitlines():
-        if line.startswith("fleetgate_telemetry_") and "_total " in line:
+        if line.startswith("fleetgate_"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
-
-
-async def raw_read(bootstrap: str, topic: str, messages: int) -> float:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"raw-{uuid.uuid4().hex[:6]}")  # fmt: skip
-    await consumer.start()
-    try:
-        seen, started = 0, time.perf_counter()
-        while seen < messages:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            seen += sum(len(r) for r in batch.values())
-        return messages / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()

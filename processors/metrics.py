@@ -37,6 +37,9 @@ class ProcessorMetrics:
             ["status"],
             registry=r,
         )
+        self.shadow_reported = Counter(
+            "fleetgate_shadow_reported", "Reported-state updates merged into shadows", registry=r
+        )
         self.shadow_writes = Counter(
             "fleetgate_shadow_writes", "Shadow documents written to Cassandra", registry=r
         )

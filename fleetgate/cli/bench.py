@@ -17,8 +17,8 @@ from fleetgate.errors import UserError
 # scenario -> "module:function"; each function is ``async def run(params) -> Outcome``.
 SCENARIOS: dict[str, str] = {
     "connect": "broker.bench:run",
-    "commands": "processors.bench:run_commands",
-    "telemetry": "processors.bench:run_telemetry",
+    "commands": "processors.bench_commands:run",
+    "telemetry": "processors.bench_telemetry:run",
     "publish": "simulator.bench:run",
     "ingest": "gateway.bench:run",
 }

@@ -124,6 +124,7 @@ class ShadowService:
         entry = await self._entry(meta.vin, partition)
         if entry is None:
             return
+        self._metrics.shadow_reported.inc()
         state, ts = update.state, meta.received_at
         result = apply_reported(entry.shadow, state, ts)
         if isinstance(result, Refused):

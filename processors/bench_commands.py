@@ -1,0 +1,351 @@
+"""``fleetgate bench commands``: app -> vehicle -> app round trip over the whole path, with
+background telemetry from a simulated fleet.
+
+Set-up (:mod:`processors.bench_env`): Mosquitto, the gateway, Kafka, Cassandra, a processors
+worker, ``vehicles`` simulated vehicles (``fleetgate sim``'s fleet: mutual TLS, telemetry at
+``telemetry_hz`` each, commands answered at once and always successfully), all linked to the
+bench app. The app (its own certificate, MQTT over mutual TLS) sends ``commands`` commands at
+``rate`` per second, round robin over the vehicles, and times each status it receives on
+``apps/<app>/commands/<id>/status`` from its publish. Headline ``p99_ms``: request ->
+``succeeded``; ``delivered_*``: request -> ``delivered``; ``lost``: expected statuses
+(accepted, delivered, succeeded) never received; ``duplicates``: one seen twice.
+``hops_p50_ms``/``hops_p99_ms`` split the trip with the statuses' own ``ts``: app -> gateway
+(the accepted status carries the gateway's receive time), gateway -> processors ->
+downlink sent (delivered ts), downlink -> vehicle -> result handled (succeeded ts), result
+-> app.
+
+The measurement starts once the worker has caught up with the fleet's start (``settle_s``);
+``telemetry_*`` say how fresh the background telemetry was during it.
+
+Baseline, in the same run with the same background load: a service client publishes the
+same commands on ``vehicles/<VIN>/commands/<id>`` and times ``…/<id>/result`` from the same
+vehicles (the broker alone, no cloud).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fleetgate.bench.nodes import HOST, busiest, children_cpu, cpu_pct, thread_cpu
+from fleetgate.bench.report import Outcome, latency_summary
+from fleetgate.errors import UserError
+from processors import bench_env as env
+from schemas.topics import MqttTopics, parse_topic
+
+DEFAULTS = {"vehicles": "1000", "commands": "600", "rate": "20", "telemetry_hz": "0.5",
+            "warmup": "40", "partitions": "6", "profile": "0", "bootstrap": "",
+            "cassandra": ""}  # fmt: skip
+APP_STATUSES = ("accepted", "delivered", "succeeded")
+SETTLED_LAG_MS = 100.0
+"""The worker has caught up with the fleet's start (births, full reported shadows) once the
+telemetry it handles is this fresh on average for three seconds in a row."""
+SETTLE_MAX_S = 180.0
+SETTLE_S = 15.0
+"""How long after the last command a missing status is still waited for."""
+Event = tuple[str, str, float, int | None]
+"""(command id, status, wall-clock ms received, the status's own ``ts``)."""
+
+
+def parse_params(params: dict[str, str]) -> dict[str, Any]:
+    p = env.parse_params(params, DEFAULTS, scenario="commands", floats=("telemetry_hz",),
+                         zero_ok=("warmup", "profile"))  # fmt: skip
+    if p["profile"] > 1:
+        raise UserError("commands parameter profile must be 0 or 1")
+    return p
+
+
+def trip_figures(
+    sent: Mapping[str, float], events: Sequence[Event], *, expected: Sequence[str]
+) -> dict[str, Any]:
+    """Latencies, losses and duplicates of the commands ``sent`` (id -> wall ms) from the
+    statuses received (others' are ignored). Pure."""
+    first: dict[tuple[str, str], Event] = {}
+    duplicates = 0
+    other: dict[str, int] = {}
+    for event in events:
+        cid, status = event[0], event[1]
+        if cid not in sent:
+            continue
+        if (cid, status) in first:
+            duplicates += 1
+            continue
+        first[(cid, status)] = event
+        if status not in expected:
+            other[status] = other.get(status, 0) + 1
+
+    def since_sent(status: str) -> list[float]:
+        return [first[(c, status)][2] - t for c, t in sent.items() if (c, status) in first]
+
+    final = latency_summary(since_sent(expected[-1]))
+    out: dict[str, Any] = {"commands": len(sent), **final}
+    if "delivered" in expected:
+        out.update({f"delivered_{k}": v for k, v in latency_summary(since_sent("delivered")).items()
+                    if k != "count"})  # fmt: skip
+        out.update(_hops(sent, first))
+    out["lost"] = sum((c, s) not in first for c in sent for s in expected)
+    out["duplicates"] = duplicates
+    out["other_statuses"] = other
+    return out
+
+
+def _hops(sent: Mapping[str, float], first: Mapping[tuple[str, str], Event]) -> dict[str, Any]:
+    names = ("app_to_gateway", "gateway_to_delivered", "delivered_to_result", "result_to_app")
+    spans: dict[str, list[float]] = {n: [] for n in names}
+    for cid, t0 in sent.items():
+        got = [first.get((cid, s)) for s in APP_STATUSES]
+        acc, dlv, suc = got
+        if acc is None or dlv is None or suc is None or None in (acc[3], dlv[3], suc[3]):
+            continue
+        marks = [t0, acc[3], dlv[3], suc[3], suc[2]]
+        for name, a, b in zip(names, marks, marks[1:], strict=False):
+            spans[name].append(float(b or 0) - float(a or 0))
+    out: dict[str, Any] = {}
+    for q in ("p50_ms", "p99_ms"):
+        out[f"hops_{q}"] = {n: latency_summary(v)[q] for n, v in spans.items()}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the fleet and the clients
+
+
+class _Watch:
+    """A :class:`simulator.progress.View` that only remembers how many vehicles are online."""
+
+    def __init__(self) -> None:
+        self.online = 0
+        self.summary: dict[str, Any] = {}
+
+    def start(self) -> None:
+        pass
+
+    def update(self, merged: Mapping[str, Any], *, elapsed: float, phase: str) -> None:
+        self.online = int(merged["links"].get("online", 0))
+
+    def stop(self) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def simulated_fleet(stack: env.Stack, count: int, rate_hz: float) -> AsyncIterator[_Watch]:
+    """``fleetgate sim``'s fleet on the bench broker (worker processes), until all are online."""
+    from simulator.settings import SimOptions, SimSettings
+    from simulator.supervisor import run_fleet
+
+    options = SimOptions(vehicles=count, first=env.FIRST_VEHICLE, rate_hz=rate_hz,
+                         broker=f"{HOST}:{stack.broker_port}", command_latency_ms=(0.0, 0.0),
+                         command_failure_rate=0.0, ramp_per_s=500.0, max_attempts=0)  # fmt: skip
+    settings = SimSettings(home=stack.home, log_level="WARNING", log_format="json", sim=options)
+    watch, stop = _Watch(), threading.Event()
+    task = asyncio.ensure_future(asyncio.to_thread(run_fleet, settings, view=watch, stop=stop))
+    try:
+        deadline = time.monotonic() + 60 + count / 50
+        while watch.online < count:
+            if task.done() or time.monotonic() > deadline:
+                raise UserError(f"only {watch.online} of {count} simulated vehicles came online")
+            await asyncio.sleep(0.25)
+        yield watch
+    finally:
+        stop.set()
+        watch.summary = await task
+
+
+async def _client(
+    stack: env.Stack, *, app: bool, name: str, topic_filter: str, on_event: Callable[[Event], None]
+) -> Any:
+    """An MQTT connection (mutual TLS) of the bench app or a service; every message received
+    on ``topic_filter`` becomes an :data:`Event`."""
+    from certs.layout import PkiPaths
+    from gateway.mqtt import MqttLink
+    from gateway.mqtt_options import LinkOptions, tls_context
+    from gateway.mqtt_read import InMessage
+
+    paths = PkiPaths(stack.home)
+    cert, key = paths.app(name) if app else paths.service(name)
+    link: MqttLink
+
+    def on_message(msg: InMessage, generation: int) -> None:
+        now = time.time() * 1000
+        cid = parse_topic(msg.topic).command_id or ""
+        body = json.loads(msg.payload)
+        ts = body.get("ts")
+        on_event((cid, str(body.get("status")), now, ts if isinstance(ts, int) else None))
+        link.ack(msg.mid, msg.qos, generation)
+
+    link = MqttLink(
+        options=LinkOptions(host=HOST, port=stack.broker_port, client_id=name),
+        context=tls_context(ca_chain=str(paths.ca_chain), certfile=str(cert), keyfile=str(key)),
+        on_message=on_message,
+        subscriptions=[(topic_filter, 1)],
+    )
+    await link.start(wait_s=60)
+    return link
+
+
+async def _drive(
+    send: Callable[[str, str], None],
+    events: list[Event],
+    *,
+    final: str,
+    vins: list[str],
+    count: int,
+    rate: int,
+    warmup: int,
+) -> dict[str, float]:
+    """``warmup`` unmeasured commands, then ``count`` at ``rate``/s; waits for their statuses
+    (until every one has its ``final`` status, or none came for SETTLE_S)."""
+    for i in range(warmup):
+        send(vins[-1 - i % len(vins)], str(uuid.uuid4()))
+        await asyncio.sleep(1 / rate)
+    await asyncio.sleep(2.0)
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for i in range(count):
+        cid = str(uuid.uuid4())
+        sent[cid] = time.time() * 1000
+        send(vins[(i * 7) % len(vins)], cid)
+        pause = started + (i + 1) / rate - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+    last, seen = time.monotonic(), -1
+    while (done := len({e[0] for e in events if e[1] == final and e[0] in sent})) < count:
+        if done != seen:
+            seen, last = done, time.monotonic()
+        elif time.monotonic() - last > SETTLE_S:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # a late duplicate
+    return sent
+
+
+# --------------------------------------------------------------------------------------------
+# the scenario
+
+
+async def run(params: dict[str, str]) -> Outcome:
+    p = parse_params(params)
+    vins = env.fleet_vins(p["vehicles"])
+    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
+        async with (
+            env.services(Path(tmp), vins=vins, app=env.APP, p=p) as stack,
+            env.cloud(stack, profile=bool(p["profile"])) as worker,
+            simulated_fleet(stack, p["vehicles"], p["telemetry_hz"]) as watch,
+        ):
+            settled = await _settle(worker)
+            result = await _trips(stack, worker, vins, p, cloud=True)
+            baseline = await _trips(stack, worker, vins, p, cloud=False)
+            result["vehicles_online"] = watch.online
+            result["settle_s"] = settled
+    summary = watch.summary
+    result["sim_msgs_per_s"] = summary.get("msgs_per_s")
+    result["sim_commands_answered"] = summary.get("commands_answered")
+    notes = [
+        "p*_ms: app publishes the command -> its status 'succeeded' arrives (delivered_*: "
+        "-> 'delivered'); hops_* split it with the statuses' ts (one clock, ms)",
+        f"background: {p['vehicles']} simulated vehicles, telemetry at {p['telemetry_hz']} Hz "
+        "each, through the gateway and the processors, during both measurements",
+        "baseline: the same commands from a service client straight to the vehicles and their "
+        "results back, through Mosquitto alone",
+        "measured once the worker keeps up with the fleet's start (births, full reported "
+        f"shadows): telemetry fresher than {SETTLED_LAG_MS:.0f} ms on average for 3 s "
+        "(settle_s; null: it did not within 180 s)",
+        "cpu_pct: CPU of each process kind over the measurement, % of one core "
+        f"({os.cpu_count()} cores; other work on the machine is not counted)",
+    ]
+    notes.append(busiest(result["cpu_pct"]))
+    if stack.profile:
+        notes.append("processors profile (cProfile, main thread, top by own CPU time): "
+                     + "; ".join(stack.profile))  # fmt: skip
+    return Outcome(result=result, baseline=baseline, headline="p99_ms", params=p, notes=notes)
+
+
+async def _settle(worker: env.WorkerProcess) -> float | None:
+    """Wait until the worker keeps up with the background telemetry; how long that took
+    (None: it did not within SETTLE_MAX_S, the measurement goes ahead anyway)."""
+    started = time.monotonic()
+    fresh, last = 0, await worker.metrics()
+    while time.monotonic() - started < SETTLE_MAX_S:
+        await asyncio.sleep(1.0)
+        now = await worker.metrics()
+        lag = telemetry_figures(last, now, 1.0)["telemetry_lag_mean_ms"]
+        fresh, last = (fresh + 1 if lag is not None and lag < SETTLED_LAG_MS else 0), now
+        if fresh == 3:
+            return round(time.monotonic() - started, 1)
+    return None
+
+
+async def _trips(
+    stack: env.Stack,
+    worker: env.WorkerProcess,
+    vins: list[str],
+    p: dict[str, Any],
+    *,
+    cloud: bool,
+) -> dict[str, Any]:
+    """Command round trips through the cloud (the app's view) or the broker alone."""
+    events: list[Event] = []
+    if cloud:
+        expected: tuple[str, ...]
+        name, expected, topic_filter = env.APP, APP_STATUSES, f"apps/{env.APP}/commands/+/status"
+    else:
+        name, expected, topic_filter = env.OPS, ("succeeded",), "vehicles/+/commands/+/result"
+    link = await _client(
+        stack, app=cloud, name=name, topic_filter=topic_filter, on_event=events.append
+    )
+
+    def send(vin: str, cid: str) -> None:
+        if cloud:
+            body: dict[str, Any] = {"command_id": cid, "vin": vin, "name": "doors.lock",
+                                    "params": {}, "ttl_s": 60}  # fmt: skip
+            topic = MqttTopics.app_commands(env.APP)
+        else:
+            body = {"name": "doors.lock", "params": {}, "expires_at": env.now_ms() + 60_000}
+            topic = MqttTopics.command(vin, cid)
+        link.publish(topic, json.dumps(body).encode(), qos=1)
+
+    try:
+        cpu, t, metrics = children_cpu(), time.monotonic(), await worker.metrics()
+        threads = thread_cpu(worker.process.pid)
+        sent = await _drive(
+            send, events, final="succeeded", vins=vins, count=p["commands"], rate=p["rate"],
+            warmup=p["warmup"],
+        )  # fmt: skip
+        usage = cpu_pct(cpu, children_cpu(), time.monotonic() - t)
+        worker_threads = cpu_pct(threads, thread_cpu(worker.process.pid), time.monotonic() - t)
+        background = telemetry_figures(metrics, await worker.metrics(), time.monotonic() - t)
+    finally:
+        await link.close()
+    figures = trip_figures(sent, events, expected=expected)
+    return {**figures, "cpu_pct": usage, "worker_cpu_pct": worker_threads, **background}
+
+
+def telemetry_figures(
+    before: Mapping[str, float], after: Mapping[str, float], seconds: float
+) -> dict[str, Any]:
+    """The background telemetry the worker handled between two readings of its metrics:
+    msgs/s and the lag from the gateway's receipt (mean, share within 50 ms). Pure."""
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    count = delta("fleetgate_telemetry_lag_seconds_count")
+    quick = delta('fleetgate_telemetry_lag_seconds_bucket{le="0.05"}')
+    return {
+        "telemetry_msgs_per_s": round(delta("fleetgate_telemetry_messages_total") / seconds, 1),
+        "telemetry_lag_mean_ms": round(
+            1000 * delta("fleetgate_telemetry_lag_seconds_sum") / count, 1
+        )
+        if count
+        else None,
+        "telemetry_lag_within_50ms_pct": round(100 * quick / count, 1) if count else None,
+    }
