@@ -98,6 +98,7 @@ def cassandra_component(settings: StackSettings, *, java: str, lib_dir: Path) ->
             conf_dir=conf,
             data_dir=data,
             heap_mb=settings.cassandra_heap_mb,
+            quick_jit=not settings.cassandra_full_jit,
         ),
         probe=probe,
         version=cassandra.CASSANDRA_VERSION,

@@ -26,6 +26,11 @@ class StackSettings(CommonSettings):
     processors_metrics_port: int = Field(default=9465, ge=1, le=65535)
     kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
     cassandra_heap_mb: int = Field(default=1024, ge=256, le=8192)
+    cassandra_full_jit: bool = Field(
+        default=False,
+        description="compile with C2 too (faster after minutes of warm-up; its compiler "
+        "threads take most of a core meanwhile): for a long-lived node on a bigger machine",
+    )
     cache_dir: Path = Field(default_factory=default_cache)
     start_timeout_s: float = Field(default=240.0, gt=0)
     vehicles: int = Field(default=10, ge=0, le=1_000_000, description="demo fleet size")

@@ -144,6 +144,11 @@ def test_command_line() -> None:
     assert not any("jmx" in a for a in argv)
 
 
+def test_c1_only_unless_full_jit_is_asked_for() -> None:
+    assert "-XX:TieredStopAtLevel=1" in _argv()
+    assert not any(a.startswith("-XX:TieredStopAtLevel") for a in _argv(quick_jit=False))
+
+
 def test_command_line_with_jmx_and_a_prefix() -> None:
     argv = _argv(jmx_port=17199, prefix=("setpriv", "--bounding-set=-ipc_lock", "--"))
     assert argv[:4] == ["setpriv", "--bounding-set=-ipc_lock", "--", "/usr/bin/java"]
