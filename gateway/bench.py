@@ -7,7 +7,9 @@ numbered telemetry messages as fast as a window of ``window`` unacknowledged pub
 allows; ``msgs_per_s`` is all messages over the time from the first publish to the last one
 seen at the sink) and *latency* (``latency_messages`` at ``latency_rate`` per second;
 ``p50_ms``/``p99_ms`` from publish to the Kafka consumer reading it, or to the subscriber
-receiving it). ``lost`` counts (VIN, seq) never seen. Publishers run in this process, each
+receiving it; ``ack_p50_ms``/``ack_p99_ms`` from publish to the vehicle's PUBACK, which
+the gateway sends once Kafka acknowledged the record, while the broker alone acknowledges at
+once). ``lost`` counts (VIN, seq) never seen. Publishers run in this process, each
 sink (``python -m gateway.bench sink kafka|mqtt``) and the gateway (``python -m gateway``,
 under cProfile with ``-p profile=1``) in processes of their own.
 
@@ -30,8 +32,9 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +207,17 @@ class VehicleLinks:
         await asyncio.gather(*(link.start(wait_s=60) for _, link in links))
         return cls(links)
 
-    async def publish(self, *, phase: int, per_vehicle: int, window: int, rate: float) -> float:
-        """Publish; returns the wall-clock time of the first publish."""
+    async def publish(
+        self,
+        *,
+        phase: int,
+        per_vehicle: int,
+        window: int,
+        rate: float,
+        acks: list[float] | None = None,
+    ) -> float:
+        """Publish; returns the wall-clock time of the first publish. ``acks`` gets the ms
+        from each publish to its PUBACK (through the gateway: to Kafka's acknowledgement)."""
         started = time.time()
         gap = len(self.links) / rate if rate else 0.0
 
@@ -225,13 +237,21 @@ class VehicleLinks:
                     phase,
                     time.time(),
                 )
-                link.publish(topic, payload, qos=1, on_done=room.release)
+                done = room.release
+                if acks is not None:
+                    done = partial(_acked, acks, time.perf_counter(), room.release)
+                link.publish(topic, payload, qos=1, on_done=done)
 
         await asyncio.gather(*(one(i, vin, link) for i, (vin, link) in enumerate(self.links)))
         return started
 
     async def close(self) -> None:
         await asyncio.gather(*(link.close() for _, link in self.links))
+
+
+def _acked(acks: list[float], sent: float, release: Callable[[], None]) -> None:
+    acks.append((time.perf_counter() - sent) * 1000)
+    release()
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -263,13 +283,15 @@ async def _measure(p: dict[str, Any], fleet: VehicleLinks, argv: list[str]) -> d
         status = await _until(process, "p1", per_vehicle * vehicles)
         span = max(1e-9, status["p1_last"] - started)
         lat_per_vehicle = max(1, p["latency_messages"] // vehicles)
+        acks: list[float] = []
         await fleet.publish(phase=2, per_vehicle=lat_per_vehicle, window=p["window"],
-                            rate=p["latency_rate"])  # fmt: skip
+                            rate=p["latency_rate"], acks=acks)  # fmt: skip
         final = await _until(process, "p2", lat_per_vehicle * vehicles)
         process.send_signal(signal.SIGTERM)
         async for line in process.stdout:  # the last line has the latencies
             final = json.loads(line)
         summary = latency_summary(final.get("latencies", []))
+        acked = latency_summary(acks)
         lost = per_vehicle * vehicles - status["p1"] + lat_per_vehicle * vehicles - final["p2"]
         return {
             "msgs_per_s": round(status["p1"] / span, 1),
@@ -277,6 +299,8 @@ async def _measure(p: dict[str, Any], fleet: VehicleLinks, argv: list[str]) -> d
             "p50_ms": summary["p50_ms"],
             "p99_ms": summary["p99_ms"],
             "max_ms": summary["max_ms"],
+            "ack_p50_ms": acked["p50_ms"],
+            "ack_p99_ms": acked["p99_ms"],
             "latency_rate": p["latency_rate"],
             "lost": lost,
         }
