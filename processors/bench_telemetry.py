@@ -1,15 +1,17 @@
-"""``fleetgate bench telemetry``: vehicle state updates end to end, vehicle -> Mosquitto ->
+"""``fleetgate bench telemetry``: vehicle telemetry end to end, vehicle -> Mosquitto ->
 gateway -> Kafka -> processors -> Cassandra shadow, against the broker alone, in one run.
 
-The load is what reaches the shadow: every vehicle (own certificate, mutual TLS, QoS 1, at
-most ``window`` unacknowledged) publishes ``messages / vehicles`` numbered reported-state
-updates ``{"state": {"bench": {"phase", "seq"}, "speed_kmh"}}`` on
-``vehicles/<VIN>/shadow/reported`` (``vehicles/<VIN>/telemetry`` only feeds the worker's
-counters, it never reaches Cassandra). ``msgs_per_s``: every message over the time from the
-first publish until every vehicle's shadow in Cassandra holds its last ``seq`` (read back;
-includes the last coalesced write, up to the write interval); ``processed_per_s``: until
-the worker had merged them all (its metrics). ``lost``: updates whose value never reached
-the shadow (last seq published minus last seq stored, per vehicle); ``shadow_writes`` and
+Every vehicle (own certificate, mutual TLS, QoS 1, at most ``window`` unacknowledged)
+publishes ``messages / vehicles`` numbered telemetry messages
+``{"ts", "seq", "signals": {"bench.phase", "bench.seq", "speed_kmh"}}`` on
+``vehicles/<VIN>/telemetry``, which the worker merges into the shadow's
+``reported.telemetry`` (``topic=reported``: the same load as reported-state updates
+``{"state": {"bench": {"phase", "seq"}, "speed_kmh"}}`` on ``vehicles/<VIN>/shadow/reported``).
+``msgs_per_s``: every message over the time from the first publish until every vehicle's
+shadow in Cassandra holds its last ``seq`` (read back; includes the last coalesced write, up
+to the write interval); ``processed_per_s``: until the worker had merged them all (its
+metrics). ``lost``: messages whose value never reached the shadow (last seq published minus
+last seq stored, per vehicle); ``shadow_writes`` and
 ``writes_per_s`` against ``msgs_per_s`` show the coalescing. ``cpu_pct``: CPU per process
 kind; ``worker_cpu_pct``: the worker's main thread (the event loop) and its other threads
 (Faust's consumer thread, the Cassandra driver), on a core and waiting for one.
@@ -40,14 +42,15 @@ from processors import bench_env as env
 from schemas.topics import MqttTopics
 
 DEFAULTS = {"vehicles": "100", "messages": "20000", "window": "20", "warmup": "2000",
-            "partitions": "6", "profile": "0", "topic": "reported", "bootstrap": "",
+            "partitions": "6", "profile": "0", "topic": "telemetry", "bootstrap": "",
             "cassandra": ""}  # fmt: skip
 TOPICS = {"reported": "vehicles/+/shadow/reported", "telemetry": "vehicles/+/telemetry"}
-"""What the vehicles publish (``topic``): state updates, or telemetry (the worker only counts)."""
+"""What the vehicles publish (``topic``): telemetry, or reported-state updates."""
 COUNTERS = {"reported": "fleetgate_shadow_reported_total",
-            "telemetry": "fleetgate_telemetry_messages_total"}  # fmt: skip
+            "telemetry": "fleetgate_shadow_telemetry_total"}  # fmt: skip
+"""The worker's count of the messages merged into shadows."""
 WRITES = "fleetgate_shadow_writes_total"
-LOST = "fleetgate_telemetry_lost_total"
+TELEMETRY = b'{"ts":%d,"seq":%d,"signals":{"bench.phase":%d,"bench.seq":%d,"speed_kmh":%.1f}}'
 
 
 def parse_params(params: dict[str, str]) -> dict[str, Any]:
@@ -58,6 +61,16 @@ def parse_params(params: dict[str, str]) -> dict[str, Any]:
     if p["messages"] < p["vehicles"]:
         raise UserError("telemetry parameter messages must be at least vehicles (one each)")
     return p
+
+
+def bench_leaf(reported: Mapping[str, Any], topic: str) -> Any:
+    """``{"phase", "seq"}`` of a stored reported state (None: nothing of the bench). Pure."""
+    if topic == "reported":
+        return reported.get("bench")
+    signals = reported.get("telemetry")
+    if not isinstance(signals, dict) or "bench.seq" not in signals:
+        return None
+    return {"phase": signals.get("bench.phase"), "seq": signals["bench.seq"]}
 
 
 def shadow_gaps(stored: Mapping[str, Any], *, phase: int, first: int, last: int) -> tuple[int, int]:
@@ -91,9 +104,7 @@ async def _flood(
             await room.acquire()
             speed = 30 + seq % 100 + 0.5
             if telemetry:
-                payload = b'{"ts":%d,"seq":%d,"signals":{"phase":%d,"speed_kmh":%.1f}}' % (
-                    env.now_ms(), seq, phase, speed,
-                )  # fmt: skip
+                payload = TELEMETRY % (env.now_ms(), seq, phase, seq, speed)
             else:
                 payload = b'{"state":{"bench":{"phase":%d,"seq":%d},"speed_kmh":%.1f}}' % (
                     phase, seq, speed,
@@ -104,8 +115,8 @@ async def _flood(
     return started
 
 
-async def _stored(stack: env.Stack, vins: list[str]) -> dict[str, Any]:
-    """Each vehicle's ``bench`` leaf as Cassandra holds it."""
+async def _stored(stack: env.Stack, vins: list[str], topic: str) -> dict[str, Any]:
+    """Each vehicle's ``{"phase", "seq"}`` as Cassandra holds it (:func:`bench_leaf`)."""
     from processors.runtime import connect_session
     from processors.shadow.logic import materialize
     from processors.store.repo_shadow import ShadowRepository
@@ -114,7 +125,7 @@ async def _stored(stack: env.Stack, vins: list[str]) -> dict[str, Any]:
     try:
         repo = ShadowRepository(session=session, keyspace=stack.settings.cassandra.keyspace)
         loaded = await asyncio.gather(*(repo.load(vin=vin) for vin in vins))
-        return {s.shadow.vin: materialize(s.shadow.reported).get("bench") for s in loaded}
+        return {s.shadow.vin: bench_leaf(materialize(s.shadow.reported), topic) for s in loaded}
     finally:
         await session.close()
 
@@ -173,11 +184,8 @@ async def _end_to_end(
     handled = await _until_metric(worker, counter, before.get(counter, 0) + total)
     processed_at = time.time()
     missing, behind, moved = total, len(vins), time.monotonic()
-    if p["topic"] == "telemetry":  # nothing to read back: the worker's own accounting
-        gaps = (await worker.metrics()).get(LOST, 0) - before.get(LOST, 0)
-        missing, behind = int(gaps + max(0, before.get(counter, 0) + total - handled)), 0
-    while p["topic"] == "reported" and missing and time.monotonic() - moved < env.STALL_S / 3:
-        stored = await _stored(stack, vins)
+    while missing and time.monotonic() - moved < env.STALL_S / 3:
+        stored = await _stored(stack, vins, p["topic"])
         now_missing, behind = shadow_gaps(stored, phase=1, first=warm + 1, last=warm + per_vehicle)
         if now_missing < missing:
             missing, moved = now_missing, time.monotonic()
@@ -281,7 +289,7 @@ async def _serve_sink(home: Path, port: int, topic_filter: str) -> None:
     def on_message(msg: InMessage, generation: int) -> None:
         nonlocal last
         body = json.loads(msg.payload)
-        phase, seq = (body["signals"]["phase"], body["seq"]) if "seq" in body else (
+        phase, seq = (body["signals"]["bench.phase"], body["seq"]) if "seq" in body else (
             body["state"]["bench"]["phase"], body["state"]["bench"]["seq"])  # fmt: skip
         if phase == 2 and (msg.topic, seq) not in seen:
             seen.add((msg.topic, seq))

@@ -40,6 +40,11 @@ class ProcessorMetrics:
         self.shadow_reported = Counter(
             "fleetgate_shadow_reported", "Reported-state updates merged into shadows", registry=r
         )
+        self.shadow_telemetry = Counter(
+            "fleetgate_shadow_telemetry",
+            "Telemetry messages merged into shadows (reported.telemetry)",
+            registry=r,
+        )
         self.shadow_writes = Counter(
             "fleetgate_shadow_writes", "Shadow documents written to Cassandra", registry=r
         )

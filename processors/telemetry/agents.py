@@ -1,4 +1,6 @@
-"""The telemetry agent: sequence bookkeeping and metrics per vehicle."""
+"""The telemetry agent: sequence bookkeeping and metrics per vehicle, then the signals into
+the vehicle's shadow (``reported.telemetry``); the record is acknowledged by the shadow
+service once the shadow holding it is stored."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from schemas.telemetry import Telemetry
 from schemas.topics import TopicKind
 
 
-def handle(app: Any, event: Any) -> None:
+async def handle(app: Any, event: Any) -> None:
     ack = ack_of(app, event)
     meta = meta_of(event, identify=False)
     if meta is None:
@@ -23,9 +25,12 @@ def handle(app: Any, event: Any) -> None:
         skip(event, ack, str(exc), vin=meta.vin)
         return
     assert isinstance(message, Telemetry)
+    runtime = app.runtime
     lag_s = time.time() - meta.received_at / 1000
-    app.runtime.telemetry.on_telemetry(vin=meta.vin, message=message, lag_s=lag_s)
-    ack()
+    runtime.telemetry.on_telemetry(vin=meta.vin, message=message, lag_s=lag_s)
+    await runtime.shadow.on_telemetry(
+        meta=meta, partition=event.message.partition, message=message, ack=ack
+    )
 
 
 if TYPE_CHECKING:
@@ -36,6 +41,6 @@ def register(app: ProcessorApp, channel: Any) -> Any:
     @app.agent(channel, name="telemetry")
     async def telemetry_agent(stream: Any) -> None:
         async for event in stream.noack().events():
-            handle(app, event)
+            await handle(app, event)
 
     return telemetry_agent

@@ -1,4 +1,5 @@
-"""Telemetry bookkeeping per vehicle: sequence gaps (lost messages), duplicates, restarts. Pure.
+"""Telemetry per vehicle: sequence gaps (lost messages), duplicates, restarts; the reported
+update a message makes in the shadow. Pure.
 
 A vehicle numbers its telemetry messages (``seq``); after a reboot it may start again at 0.
 A lower ``seq`` with a newer ``ts`` is such a restart; a lower or equal ``seq`` with an older
@@ -8,6 +9,14 @@ or equal ``ts`` is a duplicate (an MQTT QoS 1 redelivery) or a late message.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Final
+
+from pydantic import JsonValue
+
+from schemas.telemetry import Telemetry
+
+TELEMETRY_KEY: Final = "telemetry"
+"""The top-level key of the reported state that holds the last value of every signal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +57,13 @@ def track(state: SeqState | None, *, seq: int, ts: int) -> SeqOutcome:
         return SeqOutcome(after, restart=True)
     after = replace(state, received=received, duplicates=state.duplicates + 1)
     return SeqOutcome(after, duplicate=True)
+
+
+def reported_update(message: Telemetry) -> dict[str, JsonValue]:
+    """The reported-state update of a telemetry message: ``{"telemetry": {<name>: value}}``.
+
+    A signal name is one key even when it has dots (``hv.soc`` is not ``hv`` -> ``soc``), so
+    each signal is one leaf of the shadow, merged with the message's ``ts``.
+    """
+    signals: dict[str, JsonValue] = dict(message.signals)
+    return {TELEMETRY_KEY: signals}

@@ -11,6 +11,7 @@ import pytest
 
 from processors.inventory.logic import VehicleRecord
 from processors.settings import ProcessorSettings
+from processors.shadow.logic import materialize
 from processors.store.repo_inventory import InventoryRepository
 from processors.store.repo_shadow import ShadowRepository
 from processors.store.session import CassandraSession
@@ -178,6 +179,34 @@ async def test_shadow_loop_survives_a_restart(
         assert doc["state"]["reported"] == {"climate": {"on": True, "temp": 21}}
     finally:
         await again.stop()
+
+
+async def test_telemetry_reaches_the_stored_shadow(
+    proc_session: CassandraSession,
+    proc_keyspace: str,
+    worker: RunningWorker,
+    io: tuple[Gateway, Outbound],
+) -> None:
+    gw, _ = io
+    [vin] = await _vehicles(proc_session, proc_keyspace, 60, 1)
+    ts = now_ms()
+    newer = {"ts": ts, "seq": 2, "signals": {"speed": 50.5, "hv.soc": 80}}
+    older = {"ts": ts - 1000, "seq": 1, "signals": {"speed": 10, "gear": "D"}}
+    await gw.publish(MqttTopics.telemetry(vin), newer)
+    await gw.publish(MqttTopics.telemetry(vin), older)  # late: only its new signal counts
+    await gw.publish(MqttTopics.telemetry(vin), newer)  # a duplicate
+    want = {"speed": 50.5, "hv.soc": 80, "gear": "D"}
+    repo = ShadowRepository(session=proc_session, keyspace=proc_keyspace)
+    stored = await repo.load(vin=vin)
+    for _ in range(600):  # until the worker's coalesced write lands (no timing asserted)
+        if materialize(stored.shadow.reported).get("telemetry") == want:
+            break
+        await asyncio.sleep(0.1)
+        stored = await repo.load(vin=vin)
+    assert materialize(stored.shadow.reported) == {"telemetry": want}
+    assert stored.shadow.reported[("telemetry", "hv.soc")].ts == ts
+    assert stored.shadow.reported[("telemetry", "gear")].ts == ts - 1000
+    assert stored.shadow.version == 2
 
 
 async def test_two_workers_share_the_partitions(

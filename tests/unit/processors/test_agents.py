@@ -19,6 +19,7 @@ from processors.commands.service import CommandService
 from processors.links import LinkCache
 from processors.runtime import Runtime
 from processors.settings import ProcessorSettings
+from processors.shadow.logic import materialize
 from processors.shadow.service import ShadowService
 from processors.telemetry.service import TelemetryService
 from schemas.ids import make_vin
@@ -183,17 +184,27 @@ async def test_shadow_agent_acks_only_after_the_write(app: ProcessorApp) -> None
         assert outbound.to(MqttTopics.shadow_desired(VIN))[-1]["version"] == 2
 
 
-async def test_telemetry_agent_counts_gaps(app: ProcessorApp) -> None:
+async def test_telemetry_agent_counts_gaps_and_fills_the_shadow(app: ProcessorApp) -> None:
     telemetry_agent = next(a for a in app.agents.values() if a.name == "telemetry")
     async with telemetry_agent.test_context() as agent:
+        events = []
         for seq in (0, 1, 2, 5, 5):
-            body = {"ts": 1000 + seq, "seq": seq, "signals": {"speed": 10.5}}
-            await put(
-                agent,
-                NAMES.telemetry,
-                json.dumps(body).encode(),
-                headers(f"vehicle:{VIN}", MqttTopics.telemetry(VIN)),
+            body = {"ts": 1000 + seq, "seq": seq, "signals": {"speed": 10.5 + seq, "hv.soc": 80}}
+            events.append(
+                await put(
+                    agent,
+                    NAMES.telemetry,
+                    json.dumps(body).encode(),
+                    headers(f"vehicle:{VIN}", MqttTopics.telemetry(VIN)),
+                )
             )
-        await asyncio.sleep(0.05)
+        await settle(app)
         totals = app.runtime.telemetry.totals()
         assert (totals.received, totals.lost, totals.duplicates) == (5, 2, 1)
+        assert events[-1].message.acked  # the duplicate changed nothing
+        assert not events[0].message.acked  # the others wait for the shadow write
+        app.runtime.shadow.flush_due()
+        await settle(app)
+        assert all(e.message.acked for e in events)
+        shadow = app.runtime.shadow.shadow_of(VIN)
+        assert materialize(shadow.reported)["telemetry"] == {"speed": 15.5, "hv.soc": 80}

@@ -77,6 +77,15 @@ def test_shadow_gaps_compare_the_stored_sequence_with_the_last_one_sent() -> Non
     assert bench_telemetry.shadow_gaps(stored, phase=1, first=6, last=10) == (3 + 5 + 5, 3)
 
 
+def test_the_bench_leaf_is_read_from_telemetry_or_from_the_reported_state() -> None:
+    signals = {"telemetry": {"bench.phase": 1, "bench.seq": 7, "speed_kmh": 3.5}}
+    assert bench_telemetry.bench_leaf(signals, "telemetry") == {"phase": 1, "seq": 7}
+    assert bench_telemetry.bench_leaf({"speed": 1}, "telemetry") is None
+    reported = {"bench": {"phase": 1, "seq": 7}}
+    assert bench_telemetry.bench_leaf(reported, "reported") == {"phase": 1, "seq": 7}
+    assert bench_telemetry.parse_params({})["topic"] == "telemetry"
+
+
 def test_child_processes_are_named_by_kind_and_cpu_is_a_share_of_one_core() -> None:
     assert process_kind("/v/bin/python -m processors") == "processors"
     profiled = "/v/bin/python -m fleetgate.bench.nodes profile /t/processors.prof processors"
