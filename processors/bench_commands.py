@@ -42,7 +42,7 @@ from fleetgate.errors import UserError
 from processors import bench_env as env
 from schemas.topics import MqttTopics, parse_topic
 
-DEFAULTS = {"vehicles": "1000", "commands": "600", "rate": "20", "telemetry_hz": "0.5",
+DEFAULTS = {"vehicles": "1000", "commands": "600", "rate": "20", "telemetry_hz": "0.1",
             "warmup": "40", "partitions": "6", "profile": "0", "bootstrap": "",
             "cassandra": ""}  # fmt: skip
 APP_STATUSES = ("accepted", "delivered", "succeeded")
@@ -263,6 +263,14 @@ async def run(params: dict[str, str]) -> Outcome:
         f"({os.cpu_count()} cores; other work on the machine is not counted)",
     ]
     notes.append(busiest(result["cpu_pct"]))
+    if settled is None:
+        notes.append(
+            "the worker never caught up with the background telemetry (it handled "
+            f"{result.get('telemetry_msgs_per_s')} msgs/s of {summary.get('msgs_per_s')} sent; "
+            f"mean lag {result.get('telemetry_lag_mean_ms')} ms): the commands queued behind "
+            "it, so 'lost' counts statuses still queued when the bench stopped waiting; lower "
+            "telemetry_hz or vehicles to measure the command path itself"
+        )
     if stack.profile:
         notes.append("processors profile (cProfile, main thread, top by own CPU time): "
                      + "; ".join(stack.profile))  # fmt: skip

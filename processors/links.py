@@ -2,7 +2,8 @@
 
 A link (``fleetgate vehicles link``) takes effect at once for a pair not seen yet and within
 ``ttl_s`` for a pair asked about recently; a denial is never cached, so a freshly linked
-app is not turned away.
+app is not turned away. The apps linked to a vehicle (whom its shadow documents go to) are
+cached for ``ttl_s`` too: a new link gets documents within that time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ class LinkCache:
         self._clock = clock
         self._ttl_s = ttl_s
         self._linked: dict[tuple[str, str], float] = {}
+        self._apps: dict[str, tuple[float, frozenset[str] | None]] = {}
 
     async def is_linked(self, *, app_id: str, vin: str) -> bool:
         key = (app_id, vin)
@@ -31,3 +33,16 @@ class LinkCache:
         else:
             self._linked.pop(key, None)
         return linked
+
+    async def apps_of(self, *, vin: str) -> frozenset[str] | None:
+        """The apps linked to ``vin`` (None: an unknown vehicle), read at most every ``ttl_s``."""
+        now = self._clock.monotonic()
+        cached = self._apps.get(vin)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        apps = await self._directory.apps_of(vin=vin)
+        if self._ttl_s > 0:
+            if len(self._apps) > 100_000:
+                self._apps = {k: v for k, v in self._apps.items() if v[0] > now}
+            self._apps[vin] = (now + self._ttl_s, apps)
+        return apps

@@ -203,7 +203,7 @@ class ShadowCache:
         publish = entry.published != (snapshot.version, snapshot.online)
         if not publish and (reported_ecus is None or not ecu_changes(entry.ecus, reported_ecus)):
             return
-        apps = await self._retry.value("linked apps", lambda: self._directory.apps_of(vin=vin), vin)
+        apps = await self._retry.value("linked apps", lambda: self._links.apps_of(vin=vin), vin)
         if apps is None:
             return  # unknown vehicle: no app can see it, no inventory row to update
         if publish:
