@@ -21,7 +21,8 @@ from processors.store.repo_inventory import InventoryRepository
 from processors.store.schema import Replication
 from processors.store.session import CassandraSession
 from processors.worker import preflight
-from tests.e2e.processors.support import APP, HOST, VINS, Broker, Worker, make_pki
+from tests.e2e.processors.support import APP, HOST, VINS, Worker, make_pki
+from tests.support.brokers import BrokerProcess, start_broker
 
 PARTITIONS = 4
 
@@ -30,7 +31,7 @@ PARTITIONS = 4
 class Stack:
     home: Path
     paths: PkiPaths
-    broker: Broker
+    broker: BrokerProcess[PkiPaths]
     env: dict[str, str]
     session: CassandraSession
     keyspace: str
@@ -93,7 +94,7 @@ async def stack(
         }
     )
     await preflight(settings)
-    broker = Broker(home)
+    broker = start_broker("amqtt", paths)
     gateway = Gateway(
         settings=GatewaySettings(
             home=home,

@@ -22,7 +22,6 @@ from typing import Any
 
 import aiomqtt
 
-from broker.runstate import read_state
 from certs import pki, store
 from certs.layout import PkiPaths
 from schemas.ids import Identity, Role, make_vin
@@ -42,50 +41,6 @@ def make_pki(home: Path) -> PkiPaths:
     store.issue_leaves(paths, Role.APP, [APP, INTRUDER], now=now, lifetimes=lifetimes)
     store.issue_leaves(paths, Role.SERVICE, ["gateway"], now=now, lifetimes=lifetimes)
     return paths
-
-
-class Broker:
-    def __init__(self, home: Path) -> None:
-        env = {**os.environ, "FLEETGATE_HOME": str(home), "FLEETGATE_LOG_FORMAT": "json"}
-        self.log = home / "broker.log"
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "broker",
-                    "--broker",
-                    "amqtt",
-                    "--host",
-                    HOST,
-                    "--port",
-                    "0",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            state = read_state(home)
-            if state is not None and state.pid == self.process.pid:
-                self.port = state.port
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"broker did not start: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 class Worker:
