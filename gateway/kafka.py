@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from fleetgate.kafka_fetch import EagerConsumer
 from fleetgate.logs import get_logger, quiet_drivers
 
 log = get_logger(__name__)
@@ -67,7 +68,7 @@ def make_consumer(
 ) -> Any:
     """Committed by hand (after the broker's PUBACK); short fetch waits for command latency;
     a new group starts at the earliest record, so nothing produced before it is skipped."""
-    return AIOKafkaConsumer(
+    return EagerConsumer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         group_id=group_id,

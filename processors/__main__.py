@@ -11,8 +11,10 @@ from processors.cli import processors_command
 
 
 def main() -> None:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(processors_command)
     try:
-        processors_command()
+        app()
     except UserError as exc:
         typer.echo(f"fleetgate processors: error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -25,7 +25,7 @@ import faust
 
 from fleetgate.logs import get_logger
 from processors.commands import agents as command_agents
-from processors.settings import ProcessorSettings
+from processors.settings import ROLE_AGENTS, ProcessorSettings
 from processors.shadow import agents as shadow_agents
 from processors.telemetry import agents as telemetry_agents
 from processors.transport import LowLatencyTransport
@@ -51,7 +51,7 @@ class ProcessorApp(faust.App):
     runtime: Any = None
     channels: Channels
     kafka_topics: KafkaTopics
-    fetch_max_wait_ms: int = 10
+    fetch_max_wait_ms: int = 200
     runtime_factory: RuntimeFactory | None = None
 
     def _new_transport(self) -> Any:
@@ -85,18 +85,24 @@ def _raw_topic(app: ProcessorApp, *names: str) -> Any:
     )
 
 
+def group_id(*, prefix: str, role: str) -> str:
+    """The Kafka consumer group of a role's workers (``all`` keeps the historical name)."""
+    return f"{prefix}processors" if role == "all" else f"{prefix}processors-{role}"
+
+
 def build_app(
     *, settings: ProcessorSettings, runtime_factory: RuntimeFactory | None = None
 ) -> ProcessorApp:
-    """The processors' Faust app for ``settings`` (not started)."""
+    """The processors' Faust app for ``settings`` (not started): the agents of its role."""
     kafka = settings.kafka
     tuning = settings.processors
+    agents = ROLE_AGENTS[tuning.role]
     names = KafkaTopics(kafka.topic_prefix)
     datadir = Path(settings.home) / "processors"
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = [f"aiokafka://{b.strip()}" for b in kafka.bootstrap.split(",") if b.strip()]
     app = ProcessorApp(
-        f"{kafka.topic_prefix}processors",
+        group_id(prefix=kafka.topic_prefix, role=tuning.role),
         broker=brokers,
         web_enabled=False,
         datadir=str(datadir),
@@ -120,9 +126,12 @@ def build_app(
         telemetry=_raw_topic(app, names.telemetry),
         outbound=_raw_topic(app, names.outbound),
     )
-    shadow_agents.register(app, app.channels.shadow, names)
-    command_agents.register(app, app.channels.commands, names)
-    telemetry_agents.register(app, app.channels.telemetry)
+    if "shadow" in agents:
+        shadow_agents.register(app, app.channels.shadow, names)
+    if "commands" in agents:
+        command_agents.register(app, app.channels.commands, names)
+    if "telemetry" in agents:
+        telemetry_agents.register(app, app.channels.telemetry)
     pending: set[asyncio.Task[None]] = set()
 
     async def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -44,7 +44,10 @@ from schemas.topics import MqttTopics, parse_topic
 
 DEFAULTS = {"vehicles": "1000", "commands": "600", "rate": "20", "telemetry_hz": "0.1",
             "warmup": "40", "partitions": "6", "profile": "0", "bootstrap": "",
-            "cassandra": ""}  # fmt: skip
+            "cassandra": "", "workers": "split"}  # fmt: skip
+WORKER_LAYOUTS = {"split": ("state", "commands"), "single": ("all",)}
+"""``workers``: a ``commands`` and a ``state`` worker (the recommended layout), or one worker
+running every agent."""
 APP_STATUSES = ("accepted", "delivered", "succeeded")
 SETTLED_LAG_MS = 100.0
 """The worker has caught up with the fleet's start (births, full reported shadows) once the
@@ -58,7 +61,8 @@ Event = tuple[str, str, float, int | None]
 
 def parse_params(params: dict[str, str]) -> dict[str, Any]:
     p = env.parse_params(params, DEFAULTS, scenario="commands", floats=("telemetry_hz",),
-                         zero_ok=("warmup", "profile"))  # fmt: skip
+                         zero_ok=("warmup", "profile"),
+                         choices={"workers": tuple(WORKER_LAYOUTS)})  # fmt: skip
     if p["profile"] > 1:
         raise UserError("commands parameter profile must be 0 or 1")
     return p
@@ -238,12 +242,14 @@ async def run(params: dict[str, str]) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
         async with (
             env.services(Path(tmp), vins=vins, app=env.APP, p=p) as stack,
-            env.cloud(stack, profile=bool(p["profile"])) as worker,
+            env.cloud(
+                stack, profile=bool(p["profile"]), roles=WORKER_LAYOUTS[p["workers"]]
+            ) as workers,
             simulated_fleet(stack, p["vehicles"], p["telemetry_hz"]) as watch,
         ):
-            settled = await _settle(worker)
-            result = await _trips(stack, worker, vins, p, cloud=True)
-            baseline = await _trips(stack, worker, vins, p, cloud=False)
+            settled = await _settle(workers.state)
+            result = await _trips(stack, workers, vins, p, cloud=True)
+            baseline = await _trips(stack, workers, vins, p, cloud=False)
             result["vehicles_online"] = watch.online
             result["settle_s"] = settled
     summary = watch.summary
@@ -294,7 +300,7 @@ async def _settle(worker: env.WorkerProcess) -> float | None:
 
 async def _trips(
     stack: env.Stack,
-    worker: env.WorkerProcess,
+    workers: env.Workers,
     vins: list[str],
     p: dict[str, Any],
     *,
@@ -322,14 +328,18 @@ async def _trips(
         link.publish(topic, json.dumps(body).encode(), qos=1)
 
     try:
+        worker = workers.state
         cpu, t, metrics = children_cpu(), time.monotonic(), await worker.metrics()
-        threads = thread_cpu(worker.process.pid)
+        pids = {role: w.process.pid for role, w in workers.by_role.items()}
+        threads = {role: thread_cpu(pid) for role, pid in pids.items()}
         sent = await _drive(
             send, events, final="succeeded", vins=vins, count=p["commands"], rate=p["rate"],
             warmup=p["warmup"],
         )  # fmt: skip
         usage = cpu_pct(cpu, children_cpu(), time.monotonic() - t)
-        worker_threads = cpu_pct(threads, thread_cpu(worker.process.pid), time.monotonic() - t)
+        span = time.monotonic() - t
+        worker_threads = {role: cpu_pct(threads[role], thread_cpu(pid), span)
+                          for role, pid in pids.items()}  # fmt: skip
         background = telemetry_figures(metrics, await worker.metrics(), time.monotonic() - t)
     finally:
         await link.close()

@@ -165,10 +165,28 @@ async def services(
                 await drop_keyspace(settings)
 
 
+@dataclass
+class Workers:
+    """The processors workers of a bench, by role."""
+
+    by_role: dict[str, WorkerProcess]
+
+    @property
+    def state(self) -> WorkerProcess:
+        """The worker that handles telemetry and shadows (its metrics tell the lag)."""
+        return self.by_role.get("state") or self.by_role["all"]
+
+    @property
+    def commands(self) -> WorkerProcess:
+        return self.by_role.get("commands") or self.by_role["all"]
+
+
 @contextlib.asynccontextmanager
-async def cloud(stack: Stack, *, profile: bool) -> AsyncIterator[WorkerProcess]:
-    """The gateway and one processors worker on ``stack`` (the worker under cProfile if
-    ``profile``; its top functions land in ``stack.profile``)."""
+async def cloud(
+    stack: Stack, *, profile: bool, roles: Sequence[str] = ("all",)
+) -> AsyncIterator[Workers]:
+    """The gateway and one processors worker per role on ``stack`` (the first one under
+    cProfile if ``profile``; its top functions land in ``stack.profile``)."""
     from gateway.bench import gateway_child, top_functions
 
     s = stack.settings
@@ -176,14 +194,22 @@ async def cloud(stack: Stack, *, profile: bool) -> AsyncIterator[WorkerProcess]:
     async with gateway_child(stack.root, stack.home, stack.broker_port, stack.bootstrap,
                              s.kafka.topic_prefix, gateway_params):  # fmt: skip
         prof = stack.root / "processors.prof"
-        worker = WorkerProcess.start(
-            s, stack.root / "processors.log", profile=prof if profile else None
-        )
+        workers: dict[str, WorkerProcess] = {}
         try:
-            await worker.wait_assigned()
-            yield worker
+            for i, role in enumerate(roles):
+                port = s.processors.metrics_port if i == 0 else free_port()
+                tuning = s.processors.model_copy(update={"role": role, "metrics_port": port})
+                workers[role] = WorkerProcess.start(
+                    s.model_copy(update={"processors": tuning}),
+                    stack.root / f"processors-{role}.log",
+                    profile=prof if profile and i == 0 else None,
+                )
+            for worker in workers.values():
+                await worker.wait_assigned()
+            yield Workers(workers)
         finally:
-            await asyncio.to_thread(worker.stop)
+            for worker in workers.values():
+                await asyncio.to_thread(worker.stop)
             if profile and prof.exists():
                 stack.profile.extend(top_functions(prof, count=12))
 
@@ -254,7 +280,8 @@ class WorkerProcess:
     def start(
         cls, settings: ProcessorSettings, log: Path, *, profile: Path | None = None
     ) -> WorkerProcess:
-        argv = [sys.executable, "-m", "processors"]
+        role = settings.processors.role
+        argv = [sys.executable, "-m", "processors", *(("--role", role) if role != "all" else ())]
         if profile is not None:
             argv = [sys.executable, "-m", "fleetgate.bench.nodes", "profile", str(profile),
                     "processors"]  # fmt: skip

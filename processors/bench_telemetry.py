@@ -39,6 +39,7 @@ from fleetgate.bench.nodes import HOST, busiest, children_cpu, cpu_pct, terminat
 from fleetgate.bench.report import Outcome
 from fleetgate.errors import UserError
 from processors import bench_env as env
+from processors.settings import ProcessorSettings
 from schemas.topics import MqttTopics
 
 DEFAULTS = {"vehicles": "100", "messages": "20000", "window": "20", "warmup": "2000",
@@ -134,6 +135,16 @@ async def _stored(stack: env.Stack, vins: list[str], topic: str) -> dict[str, An
 # the scenario
 
 
+def same_write_interval(settings: ProcessorSettings) -> ProcessorSettings:
+    """``settings`` with telemetry written at the reported-state interval, unless the
+    environment sets the telemetry interval itself."""
+    if "FLEETGATE_PROCESSORS__TELEMETRY_WRITE_INTERVAL_S" in os.environ:
+        return settings
+    tuning = settings.processors
+    same = tuning.model_copy(update={"telemetry_write_interval_s": tuning.shadow_write_interval_s})
+    return settings.model_copy(update={"processors": same})
+
+
 async def run(params: dict[str, str]) -> Outcome:
     from gateway.bench import VehicleLinks
 
@@ -142,16 +153,22 @@ async def run(params: dict[str, str]) -> Outcome:
     per_vehicle = p["messages"] // p["vehicles"]
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-") as tmp:
         async with env.services(Path(tmp), vins=vins, app=None, p=p) as stack:
+            stack.settings = same_write_interval(stack.settings)
             links = await VehicleLinks.connect(home=stack.home, port=stack.broker_port, vins=vins)
             try:
                 baseline = await _broker_alone(stack, links, p, per_vehicle)
-                async with env.cloud(stack, profile=bool(p["profile"])) as worker:
+                async with env.cloud(stack, profile=bool(p["profile"])) as workers:
+                    worker = workers.state
                     result = await _end_to_end(stack, links, worker, vins, p, per_vehicle)
             finally:
                 await links.close()
     notes = [
         "msgs_per_s: first publish -> every vehicle's last update read back from Cassandra "
         "(includes the last coalesced write); processed_per_s: -> the worker merged them all",
+        "telemetry is written at the reported-state interval here (telemetry_write_interval_s "
+        f"= shadow_write_interval_s = {stack.settings.processors.shadow_write_interval_s} s) "
+        "unless FLEETGATE_PROCESSORS__TELEMETRY_WRITE_INTERVAL_S says otherwise, so that the "
+        "read-back measures the path, not a 30 s wait",
         "baseline: the same updates from the same vehicles to one MQTT service subscriber "
         "through Mosquitto alone (measured before the gateway starts)",
         f"one machine ({os.cpu_count()} cores) runs the publishers, Mosquitto, the gateway, "

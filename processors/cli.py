@@ -13,16 +13,29 @@ from processors.inventory.cli import vehicles_app
 from processors.settings import ProcessorSettings
 
 
-def processors_command() -> None:
+def processors_command(
+    role: str | None = typer.Option(
+        None,
+        "--role",
+        help="all (default): every agent; commands: remote commands only; state: shadow and "
+        "telemetry. Run 'commands' + 'state' workers to keep commands fast under heavy telemetry "
+        "(FLEETGATE_PROCESSORS__ROLE).",
+    ),
+) -> None:
     """Run a stream-processor worker (shadow, commands, telemetry) until Ctrl-C.
 
-    Start several, on one machine or many: they share the Kafka partitions (by VIN).
-    Settings: FLEETGATE_KAFKA__*, FLEETGATE_CASSANDRA__*, FLEETGATE_PROCESSORS__*.
+    Start several, on one machine or many: workers of one role share the Kafka partitions (by
+    VIN). Settings: FLEETGATE_KAFKA__*, FLEETGATE_CASSANDRA__*, FLEETGATE_PROCESSORS__*.
     """
+    from fleetgate.errors import UserError
     from fleetgate.logs import configure_logging
+    from processors.settings import ROLE_AGENTS
     from processors.worker import run_foreground
 
-    settings = load_settings(ProcessorSettings)
+    if role is not None and role not in ROLE_AGENTS:
+        raise UserError(f"--role must be one of {', '.join(ROLE_AGENTS)} (got {role!r})")
+    overrides = {"processors": {"role": role}} if role is not None else {}
+    settings = load_settings(ProcessorSettings, **overrides)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     run_foreground(settings)
 

@@ -13,7 +13,7 @@ from processors.links import LinkCache
 from processors.metrics import MetricsServer, ProcessorMetrics
 from processors.outbound import FaustOutbound
 from processors.ports import SystemClock
-from processors.settings import ProcessorSettings
+from processors.settings import ROLE_AGENTS, ProcessorSettings
 from processors.shadow.service import ShadowService
 from processors.store.repo_commands import CommandRepository
 from processors.store.repo_inventory import InventoryRepository
@@ -26,33 +26,38 @@ _log = get_logger(__name__)
 
 @dataclass
 class Runtime:
-    """What the agents call; background loops (shadow flusher, command timers) included."""
+    """What the agents call; background loops (shadow flusher, command timers) included.
+    A worker of one role has only that role's services (the others are None)."""
 
-    shadow: ShadowService
-    commands: CommandService
-    telemetry: TelemetryService
+    shadow: ShadowService | None
+    commands: CommandService | None
+    telemetry: TelemetryService | None
     session: CassandraSession | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics_server: MetricsServer | None = None
 
     def start(self) -> None:
-        self.tasks = [
-            asyncio.ensure_future(self.shadow.run()),
-            asyncio.ensure_future(self.commands.run()),
-        ]
+        loops = [s.run() for s in (self.shadow, self.commands) if s is not None]
+        self.tasks = [asyncio.ensure_future(loop) for loop in loops]
 
     def forget(self, partitions: set[int]) -> None:
-        self.shadow.forget(partitions)
-        self.commands.forget(partitions)
-        self.telemetry.forget()
+        if self.shadow is not None:
+            self.shadow.forget(partitions)
+        if self.commands is not None:
+            self.commands.forget(partitions)
+        if self.telemetry is not None:
+            self.telemetry.forget()
 
     async def assigned(self, partitions: set[int]) -> None:
-        await self.commands.on_assigned(partitions)
+        if self.commands is not None:
+            await self.commands.on_assigned(partitions)
 
     async def stop(self) -> None:
-        await self.shadow.drain()
-        await self.shadow.stop()
-        await self.commands.stop()
+        if self.shadow is not None:
+            await self.shadow.drain()
+            await self.shadow.stop()
+        if self.commands is not None:
+            await self.commands.stop()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -62,7 +67,8 @@ class Runtime:
             await self.session.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
-        _log.info("processors stopped", shadow_writes=self.shadow.writes)
+        writes = self.shadow.writes if self.shadow is not None else 0
+        _log.info("processors stopped", shadow_writes=writes)
 
 
 async def connect_session(settings: ProcessorSettings) -> CassandraSession:
@@ -79,8 +85,10 @@ async def connect_session(settings: ProcessorSettings) -> CassandraSession:
 
 
 def build_runtime(*, app: Any, settings: ProcessorSettings, session: CassandraSession) -> Runtime:
-    """The services on ``session`` and the app's outbound topic (not started)."""
+    """The services of the worker's role on ``session`` and the app's outbound topic (not
+    started)."""
     tuning = settings.processors
+    agents = ROLE_AGENTS[tuning.role]
     clock = SystemClock()
     metrics = ProcessorMetrics()
     keyspace = settings.cassandra.keyspace
@@ -88,30 +96,40 @@ def build_runtime(*, app: Any, settings: ProcessorSettings, session: CassandraSe
     inventory = InventoryRepository(session=session, keyspace=keyspace)
     links = LinkCache(directory=inventory, clock=clock, ttl_s=tuning.link_cache_s)
     outbound = FaustOutbound(producer=app.producer, topic=app.kafka_topics.outbound)
-    shadow = ShadowService(
-        store=shadows,
-        directory=inventory,
-        links=links,
-        outbound=outbound,
-        clock=clock,
-        interval_s=tuning.shadow_write_interval_s,
-        draining=lambda: not app.flow_control.is_active(),
-        idle_s=tuning.cache_idle_s,
-        max_in_flight=tuning.max_in_flight,
-        metrics=metrics,
+    shadow = (
+        None
+        if "shadow" not in agents
+        else ShadowService(
+            store=shadows,
+            directory=inventory,
+            links=links,
+            outbound=outbound,
+            clock=clock,
+            interval_s=tuning.shadow_write_interval_s,
+            telemetry_interval_s=tuning.telemetry_write_interval_s,
+            draining=lambda: not app.flow_control.is_active(),
+            idle_s=tuning.cache_idle_s,
+            max_in_flight=tuning.max_in_flight,
+            metrics=metrics,
+        )
     )
-    commands = CommandService(
-        store=CommandRepository(session=session, keyspace=keyspace),
-        shadows=shadows,
-        directory=inventory,
-        links=links,
-        outbound=outbound,
-        clock=clock,
-        result_grace_s=tuning.command_result_grace_s,
-        max_in_flight=tuning.max_in_flight,
-        metrics=metrics,
+    commands = (
+        None
+        if "commands" not in agents
+        else CommandService(
+            store=CommandRepository(session=session, keyspace=keyspace),
+            shadows=shadows,
+            directory=inventory,
+            links=links,
+            outbound=outbound,
+            clock=clock,
+            result_grace_s=tuning.command_result_grace_s,
+            max_in_flight=tuning.max_in_flight,
+            metrics=metrics,
+        )
     )
-    runtime = Runtime(shadow, commands, TelemetryService(metrics=metrics), session)
+    telemetry = TelemetryService(metrics=metrics) if "telemetry" in agents else None
+    runtime = Runtime(shadow, commands, telemetry, session)
     if tuning.metrics_port is not None:
         runtime.metrics_server = MetricsServer(metrics=metrics, port=tuning.metrics_port)
         _log.info("metrics served", port=runtime.metrics_server.port)
@@ -127,6 +145,7 @@ def runtime_factory(settings: ProcessorSettings) -> Any:
         runtime.start()
         _log.info(
             "processors connected",
+            role=settings.processors.role,
             keyspace=settings.cassandra.keyspace,
             prefix=settings.kafka.topic_prefix,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -120,6 +121,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+_PROCESSORS = re.compile(r"(?:-m|profile \S+) processors(?: --role (\w+))?\s*$")
 _KINDS = (
     ("kafka.Kafka", "kafka"),
     ("CassandraDaemon", "cassandra"),
@@ -133,8 +135,10 @@ _KINDS = (
 
 def process_kind(argv: str) -> str:
     """What a bench child process is, from its command line (arguments space-separated). Pure."""
-    if argv.rstrip().endswith((" processors", "-m processors")):
-        return "processors"
+    worker = _PROCESSORS.search(argv)
+    if worker is not None:
+        role = worker.group(1)
+        return "processors" if role in (None, "all") else f"processors-{role}"
     found = next((kind for marker, kind in _KINDS if marker in f"{argv} "), None)
     return found or Path(argv.split(" ")[0]).name
 

@@ -64,7 +64,11 @@ def kafka_component(settings: StackSettings, *, java: str, lib_dir: Path) -> Com
         name="kafka",
         endpoint=bootstrap,
         argv=kafka.command(
-            java=java, lib_dir=lib_dir, conf_dir=conf, heap_mb=settings.kafka_heap_mb
+            java=java,
+            lib_dir=lib_dir,
+            conf_dir=conf,
+            heap_mb=settings.kafka_heap_mb,
+            quick_jit=not settings.kafka_full_jit,
         ),
         probe=probe,
         version=kafka.KAFKA_VERSION,

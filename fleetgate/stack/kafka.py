@@ -117,9 +117,19 @@ def format_storage(*, java: str, lib_dir: Path, conf_dir: Path, data_dir: Path) 
     return True
 
 
-def command(*, java: str, lib_dir: Path, conf_dir: Path, heap_mb: int = 512) -> list[str]:
+def command(
+    *, java: str, lib_dir: Path, conf_dir: Path, heap_mb: int = 512, quick_jit: bool = True
+) -> list[str]:
+    """The broker's argv (pure). ``quick_jit`` compiles with C1 only
+    (``-XX:TieredStopAtLevel=1``): a fresh broker's C2 compiler thread otherwise takes ~30 %
+    of a core for its first minutes (measured during ``fleetgate bench commands`` on 2 cores),
+    which delays everything else on a small machine; a long-lived broker on a bigger machine
+    wants ``quick_jit=False``."""
+    jvm = _jvm(java=java, lib_dir=lib_dir, conf_dir=conf_dir, heap_mb=heap_mb)
+    if quick_jit:
+        jvm.insert(-2, "-XX:TieredStopAtLevel=1")
     return [
-        *_jvm(java=java, lib_dir=lib_dir, conf_dir=conf_dir, heap_mb=heap_mb),
+        *jvm,
         MAIN_CLASS,
         str(conf_dir / "server.properties"),
     ]

@@ -31,6 +31,10 @@ class StackSettings(CommonSettings):
         description="compile with C2 too (faster after minutes of warm-up; its compiler "
         "threads take most of a core meanwhile): for a long-lived node on a bigger machine",
     )
+    kafka_full_jit: bool = Field(
+        default=False,
+        description="compile Kafka with C2 too (same trade as cassandra_full_jit)",
+    )
     cache_dir: Path = Field(default_factory=default_cache)
     start_timeout_s: float = Field(default=240.0, gt=0)
     vehicles: int = Field(default=10, ge=0, le=1_000_000, description="demo fleet size")

@@ -163,6 +163,10 @@ class CommandService:
                 "stage", lambda: self._store.stage(command=command, now_ms=now), command.vin
             ):
                 return False
+        if after is not command:
+            # the status leaves before the log write (the input is acknowledged after both;
+            # a crash in between replays it: at least once)
+            await self._status(after.app_id, after.command_id, after.status_message(now=now))
         if new:
             done = await self._retry.done(
                 "record command",
@@ -179,8 +183,6 @@ class CommandService:
             done = True
         if not done:
             return False
-        if after is not command:
-            await self._status(after.app_id, after.command_id, after.status_message(now=now))
         self._remember(after, partition)
         return True
 
@@ -207,14 +209,14 @@ class CommandService:
             ack()
             return
         final = steps[-1]
+        for step in steps:  # before the log write, as in _dispatch
+            await self._status(step.app_id, command_id, step.status_message(now=now))
         if not await self._retry.done(
             "save result",
             lambda: self._store.save_status(command=final, partition=partition, now_ms=now),
             vin,
         ):
             return
-        for step in steps:
-            await self._status(step.app_id, command_id, step.status_message(now=now))
         self._remember(final, partition)
         await self._ack(vin, ack)
 

@@ -24,7 +24,7 @@ from processors.links import LinkCache
 from processors.metrics import ProcessorMetrics
 from processors.ports import TRANSIENT, Ack, Clock, Outbound, ShadowStore, VehicleDirectory
 from processors.records import OutboundRecord, app_shadow
-from processors.shadow.coalesce import WriteState, plan
+from processors.shadow.coalesce import DueQueue, WriteState, due_at, plan
 from processors.shadow.logic import Applied, Shadow, compact, document, materialize
 from processors.shadow.stored import to_row
 from processors.store.schema import Ecu
@@ -41,7 +41,8 @@ class Entry:
     partition: int
     last_used: float
     write: WriteState = field(default_factory=WriteState)
-    unsaved: list[tuple[Reapply, Ack]] = field(default_factory=list)
+    unsaved: list[tuple[Reapply, Ack, bool]] = field(default_factory=list)
+    """Inputs not yet in a stored write: how to re-apply each, its ack, whether telemetry."""
     published: tuple[int, bool | None] = (0, None)
     ecus: Mapping[str, Ecu] | None = None
 
@@ -58,6 +59,7 @@ class ShadowCache:
         outbound: Outbound,
         clock: Clock,
         interval_s: float,
+        telemetry_interval_s: float | None = None,
         draining: Callable[[], bool] = lambda: False,
         idle_s: float = 900.0,
         max_in_flight: int = 4096,
@@ -69,27 +71,64 @@ class ShadowCache:
         self._outbound = outbound
         self._clock = clock
         self._interval = interval_s
+        self._telemetry_interval = telemetry_interval_s
         self._draining = draining
         self._idle_s = idle_s
         self.queue = KeyedQueue(name="shadow", limit=max_in_flight)
         self._entries: dict[str, Entry] = {}
         self._dirty: set[str] = set()
+        self._due = DueQueue()
         self._wakeup = asyncio.Event()
+        self._sleep_until: float | None = None
         self._retry = Retrier(transient=TRANSIENT)
         self.writes = 0
         self._metrics = metrics or ProcessorMetrics()
 
-    def _keep(self, entry: Entry, result: Applied, ack: Ack, reapply: Reapply) -> None:
+    def _keep(
+        self, entry: Entry, result: Applied, ack: Ack, reapply: Reapply, *, telemetry: bool = False
+    ) -> None:
         if not result.touched:
             ack()  # a duplicate: nothing to write
             return
         entry.shadow = result.shadow
-        entry.unsaved.append((reapply, ack))
-        if not entry.write.dirty:
+        entry.unsaved.append((reapply, ack, telemetry))
+        state = entry.write
+        if not state.dirty or (state.telemetry_only and not telemetry):
             entry.write = WriteState(
-                dirty=True, last_write=entry.write.last_write, writing=entry.write.writing
+                dirty=True,
+                last_write=state.last_write,
+                writing=state.writing,
+                telemetry_only=telemetry and (not state.dirty or state.telemetry_only),
             )
             self._dirty.add(entry.shadow.vin)
+            self._schedule(entry)
+
+    def _due_at(self, state: WriteState, *, draining: bool = False) -> float | None:
+        return due_at(
+            state,
+            interval=self._interval,
+            draining=draining,
+            telemetry_interval=self._telemetry_interval,
+        )
+
+    def _left(self, entry: Entry, *, last_write: float) -> WriteState:
+        """The write state once a write ended, from the inputs it did not hold."""
+        unsaved = entry.unsaved
+        return WriteState(
+            dirty=bool(unsaved),
+            last_write=last_write,
+            telemetry_only=bool(unsaved) and all(t for _, _, t in unsaved),
+        )
+
+    def _schedule(self, entry: Entry) -> None:
+        """Put a dirty vehicle in the flusher's queue (a write in flight reschedules it when
+        it ends); wake the flusher if it would sleep past the vehicle's time."""
+        at = self._due_at(entry.write)
+        if at is None:
+            return
+        at = max(at, self._clock.monotonic())
+        self._due.push(entry.shadow.vin, at)
+        if self._sleep_until is None or at < self._sleep_until:
             self._wakeup.set()
 
     # -- state ------------------------------------------------------------------------------
@@ -125,16 +164,20 @@ class ShadowCache:
     # -- writes -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The flusher: write what the coalescer says is due, until :meth:`stop`."""
+        """The flusher: write what the coalescer says is due, until :meth:`stop`. It sleeps
+        until the next vehicle is due (at most ``tick``), or until an input makes one due
+        earlier; a draining worker (stopping, giving up partitions) looks every ``tick``."""
         tick = 0.05
         next_sweep = self._clock.monotonic() + 10.0
         while not self._retry.stopping:
             now = self._clock.monotonic()
             wake = self.flush_due()
             delay = tick if wake is None else min(tick, max(0.0, wake - now))
+            self._sleep_until = now + delay
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
+            self._sleep_until = None
             if now >= next_sweep:
                 self._evict_idle(now)
                 next_sweep = now + 10.0
@@ -144,13 +187,36 @@ class ShadowCache:
         return self._submit_due(self._clock.monotonic(), draining=self._draining())
 
     def _submit_due(self, now: float, *, draining: bool) -> float | None:
-        states = {vin: self._entries[vin].write for vin in self._dirty if vin in self._entries}
-        flush = plan(states, now=now, interval=self._interval, draining=draining)
-        for vin in flush.due:
-            entry = self._entries[vin]
-            entry.write = WriteState(dirty=True, last_write=entry.write.last_write, writing=True)
-            self.queue.submit_nowait(vin, functools.partial(self._write, vin))
-        return flush.wake_at
+        if draining:  # every dirty vehicle, now
+            states = {v: self._entries[v].write for v in self._dirty if v in self._entries}
+            flush = plan(states, now=now, interval=self._interval, draining=True,
+                         telemetry_interval=self._telemetry_interval)  # fmt: skip
+            self._due.clear()
+            for vin in flush.due:
+                self._start_write(self._entries[vin])
+            for vin in self._dirty:
+                if vin in self._entries and vin not in flush.due:
+                    self._schedule(self._entries[vin])
+            return self._due.next_at
+        for vin in self._due.pop_due(now):
+            entry = self._entries.get(vin)
+            if entry is None:
+                continue
+            at = self._due_at(entry.write)
+            if at is None:  # written meanwhile, or a write is in flight (it reschedules)
+                continue
+            if at <= now:
+                self._start_write(entry)
+            else:
+                self._due.push(vin, at)
+        return self._due.next_at
+
+    def _start_write(self, entry: Entry) -> None:
+        vin = entry.shadow.vin
+        state = entry.write
+        entry.write = WriteState(dirty=True, last_write=state.last_write, writing=True,
+                                 telemetry_only=state.telemetry_only)  # fmt: skip
+        self.queue.submit_nowait(vin, functools.partial(self._write, vin))
 
     async def _write(self, vin: str) -> None:
         entry = self._entries.get(vin)
@@ -166,21 +232,23 @@ class ShadowCache:
             vin,
         )
         if saved is None:  # stopping: leave it dirty and unacknowledged
-            entry.write = WriteState(dirty=True, last_write=started)
+            entry.write = self._left(entry, last_write=started)
             return
         if not saved:
             await self._reload(entry)
-            entry.write = WriteState(dirty=True, last_write=started)
+            entry.write = self._left(entry, last_write=started)
+            self._schedule(entry)
             return
         self.writes += 1
         self._metrics.shadow_writes.inc()
         entry.stored_version = snapshot.version
         done, entry.unsaved = entry.unsaved[:count], entry.unsaved[count:]
-        still_dirty = bool(entry.unsaved)
-        entry.write = WriteState(dirty=still_dirty, last_write=started)
-        if not still_dirty:
+        entry.write = self._left(entry, last_write=started)
+        if entry.write.dirty:
+            self._schedule(entry)
+        else:
             self._dirty.discard(vin)
-        for _, ack in done:
+        for _, ack, _ in done:
             ack()
         await self._after_write(entry, snapshot)
 
@@ -192,7 +260,7 @@ class ShadowCache:
         if loaded is None:
             return
         shadow = loaded.shadow
-        for reapply, _ in entry.unsaved:
+        for reapply, _, _ in entry.unsaved:
             shadow = reapply(shadow)
         entry.shadow, entry.stored_version = shadow, loaded.stored_version
 

@@ -95,7 +95,11 @@ class ShadowService(ShadowCache):
             await self._send(notice)
             ack()
             return
-        self._keep(entry, result, ack, lambda s: _shadow_of(apply_reported(s, update, ts), s))
+
+        def reapply(shadow: Shadow) -> Shadow:
+            return _shadow_of(apply_reported(shadow, update, ts), shadow)
+
+        self._keep(entry, result, ack, reapply, telemetry=True)
 
     async def _desired(
         self, meta: Incoming, partition: int, update: AppShadowDesired, ack: Ack

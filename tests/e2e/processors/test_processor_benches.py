@@ -34,6 +34,8 @@ async def test_bench_commands_tiny(
     assert (result["count"], result["lost"], result["duplicates"]) == (6, 0, 0)
     assert (baseline["count"], baseline["lost"], baseline["duplicates"]) == (6, 0, 0)
     assert result["vehicles_online"] == 10
+    assert set(result["worker_cpu_pct"]) == {"state", "commands"}  # the split layout
+    assert {"processors-state", "processors-commands"} <= set(result["cpu_pct"])
     assert {"app_to_gateway", "result_to_app"} <= set(result["hops_p99_ms"])
     assert not _left(before)  # no gateway, broker, worker or fleet left behind
 

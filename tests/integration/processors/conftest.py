@@ -62,7 +62,12 @@ def make_settings(
             ),
             cassandra=CassandraConnection(hosts=[host], port=port, keyspace=proc_keyspace),
             processors=ProcessorTuning.model_validate(
-                {"shadow_write_interval_s": 0.2, "command_result_grace_s": 1.0, **tuning}
+                {
+                    "shadow_write_interval_s": 0.2,
+                    "telemetry_write_interval_s": 0.2,
+                    "command_result_grace_s": 1.0,
+                    **tuning,
+                }
             ),
         )
 

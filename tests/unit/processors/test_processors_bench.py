@@ -28,6 +28,7 @@ def test_defaults_and_overrides() -> None:
         (bench_commands.parse_params, {"telemetry_hz": "fast"}, "is not a number"),
         (bench_commands.parse_params, {"profile": "2"}, "profile must be 0 or 1"),
         (bench_commands.parse_params, {"colour": "red"}, "unknown commands parameter"),
+        (bench_commands.parse_params, {"workers": "3"}, "workers='3' must be split or single"),
         (bench_commands.parse_params, {"bootstrap": "nohost"}, "bootstrap='nohost' is not host"),
         (bench_telemetry.parse_params, {"window": "-1"}, "window must be at least 1"),
         (bench_telemetry.parse_params, {"messages": "5"}, "messages must be at least vehicles"),
@@ -90,6 +91,8 @@ def test_child_processes_are_named_by_kind_and_cpu_is_a_share_of_one_core() -> N
     assert process_kind("/v/bin/python -m processors") == "processors"
     profiled = "/v/bin/python -m fleetgate.bench.nodes profile /t/processors.prof processors"
     assert process_kind(profiled) == "processors"
+    assert process_kind("/v/bin/python -m processors --role commands") == "processors-commands"
+    assert process_kind("/v/bin/python -m processors --role all") == "processors"
     assert process_kind("/v/bin/python -m gateway") == "gateway"
     assert process_kind("/v/python -m processors.bench_telemetry sink /t/home 1883") == "subscriber"
     assert process_kind("/usr/bin/java -cp x org.apache.cassandra.service.CassandraDaemon") == (
