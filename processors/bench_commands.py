@@ -329,6 +329,7 @@ async def _trips(
 
     try:
         worker = workers.state
+        store = await env.cassandra_counts(stack.settings)
         cpu, t, metrics = children_cpu(), time.monotonic(), await worker.metrics()
         pids = {role: w.process.pid for role, w in workers.by_role.items()}
         threads = {role: thread_cpu(pid) for role, pid in pids.items()}
@@ -341,10 +342,12 @@ async def _trips(
         worker_threads = {role: cpu_pct(threads[role], thread_cpu(pid), span)
                           for role, pid in pids.items()}  # fmt: skip
         background = telemetry_figures(metrics, await worker.metrics(), time.monotonic() - t)
+        ops = env.rates(store, await env.cassandra_counts(stack.settings), time.monotonic() - t)
     finally:
         await link.close()
     figures = trip_figures(sent, events, expected=expected)
-    return {**figures, "cpu_pct": usage, "worker_cpu_pct": worker_threads, **background}
+    return {**figures, "cpu_pct": usage, "worker_cpu_pct": worker_threads, **background,
+            "cassandra_ops_per_s": ops}  # fmt: skip
 
 
 def telemetry_figures(

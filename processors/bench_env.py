@@ -240,6 +240,42 @@ async def prepare_store(settings: ProcessorSettings, vins: list[str], *, app: st
         await session.close()
 
 
+_SERVED = (
+    ("write", "SELECT keyspace_name, table_name, count FROM system_views.local_write_latency"),
+    ("read", "SELECT keyspace_name, table_name, count FROM system_views.local_read_latency"),
+)
+
+
+async def cassandra_counts(settings: ProcessorSettings) -> dict[str, float]:
+    """Requests Cassandra has served so far, by kind and table of the bench keyspace and of
+    ``system`` (``write shadows``, ``write paxos``: lightweight transactions, ``write
+    batches``: the batch log), from its ``system_views``; empty if it has none."""
+    from processors.runtime import connect_session
+    from processors.store.session import StoreError
+
+    keyspaces = (settings.cassandra.keyspace, "system")
+    out: dict[str, float] = {}
+    session = await connect_session(settings)
+    try:
+        for kind, query in _SERVED:
+            for row in await session.execute(query=query, prepared=False):
+                if row["keyspace_name"] in keyspaces and row["count"]:
+                    out[f"{kind} {row['table_name']}"] = float(row["count"])
+    except StoreError:
+        return {}
+    finally:
+        await session.close()
+    return out
+
+
+def rates(
+    before: Mapping[str, float], after: Mapping[str, float], seconds: float
+) -> dict[str, float]:
+    """Per-second rates of the counters that moved between two readings, busiest first. Pure."""
+    moved = {k: (v - before.get(k, 0.0)) / max(seconds, 1e-9) for k, v in after.items()}
+    return {k: round(v, 1) for k, v in sorted(moved.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
 async def drop_keyspace(settings: ProcessorSettings) -> None:
     from processors.runtime import connect_session
 

@@ -36,6 +36,7 @@ async def test_bench_commands_tiny(
     assert result["vehicles_online"] == 10
     assert set(result["worker_cpu_pct"]) == {"state", "commands"}  # the split layout
     assert {"processors-state", "processors-commands"} <= set(result["cpu_pct"])
+    assert "write commands" in result["cassandra_ops_per_s"]  # read from system_views
     assert {"app_to_gateway", "result_to_app"} <= set(result["hops_p99_ms"])
     assert not _left(before)  # no gateway, broker, worker or fleet left behind
 

@@ -8,6 +8,7 @@ import pytest
 from fleetgate.bench.nodes import busiest, cpu_pct, process_kind
 from fleetgate.errors import UserError
 from processors import bench_commands, bench_telemetry
+from processors import bench_env as env
 
 pytestmark = pytest.mark.unit
 
@@ -125,3 +126,14 @@ def test_the_busiest_process_is_named() -> None:
     line = busiest({"cassandra": 90.6, "processors": 53.2, "kafka": 22.5})
     assert line.startswith("busiest process: cassandra at 91% of a core")
     assert "together 166% of" in line
+
+
+def test_cassandra_rates_are_per_second_busiest_first_and_only_what_moved() -> None:
+    before = {"write shadows": 10.0, "write paxos": 5.0, "read vehicles": 7.0}
+    after = {"write shadows": 30.0, "write paxos": 65.0, "read vehicles": 7.0, "write batches": 4}
+    assert env.rates(before, after, 2.0) == {
+        "write paxos": 30.0,
+        "write shadows": 10.0,
+        "write batches": 2.0,
+    }
+    assert list(env.rates(before, after, 2.0)) == ["write paxos", "write shadows", "write batches"]
