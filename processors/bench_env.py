@@ -176,10 +176,6 @@ class Workers:
         """The worker that handles telemetry and shadows (its metrics tell the lag)."""
         return self.by_role.get("state") or self.by_role["all"]
 
-    @property
-    def commands(self) -> WorkerProcess:
-        return self.by_role.get("commands") or self.by_role["all"]
-
 
 @contextlib.asynccontextmanager
 async def cloud(

@@ -103,11 +103,11 @@ class ShadowCache:
             self._dirty.add(entry.shadow.vin)
             self._schedule(entry)
 
-    def _due_at(self, state: WriteState, *, draining: bool = False) -> float | None:
+    def _due_at(self, state: WriteState) -> float | None:
         return due_at(
             state,
             interval=self._interval,
-            draining=draining,
+            draining=False,
             telemetry_interval=self._telemetry_interval,
         )
 
@@ -187,17 +187,12 @@ class ShadowCache:
         return self._submit_due(self._clock.monotonic(), draining=self._draining())
 
     def _submit_due(self, now: float, *, draining: bool) -> float | None:
-        if draining:  # every dirty vehicle, now
+        if draining:  # every dirty vehicle now (one being written reschedules when it ends)
             states = {v: self._entries[v].write for v in self._dirty if v in self._entries}
-            flush = plan(states, now=now, interval=self._interval, draining=True,
-                         telemetry_interval=self._telemetry_interval)  # fmt: skip
             self._due.clear()
-            for vin in flush.due:
+            for vin in plan(states, now=now, interval=self._interval, draining=True).due:
                 self._start_write(self._entries[vin])
-            for vin in self._dirty:
-                if vin in self._entries and vin not in flush.due:
-                    self._schedule(self._entries[vin])
-            return self._due.next_at
+            return None
         for vin in self._due.pop_due(now):
             entry = self._entries.get(vin)
             if entry is None:

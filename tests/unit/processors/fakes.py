@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from processors.commands.logic import Command, Staged
+from processors.links import LinkCache
 from processors.records import Incoming, OutboundRecord
 from processors.shadow.logic import Shadow
+from processors.shadow.service import ShadowService
 from processors.shadow.stored import ShadowRow, from_row
 from processors.store.repo_commands import DONE, DeadlineRow
 from processors.store.repo_shadow import LoadedShadow
@@ -167,3 +169,24 @@ class Acks:
 
 def same(command: Command, **changes: Any) -> Command:
     return replace(command, **changes)
+
+
+def shadow_service(
+    *,
+    clock: FakeClock,
+    store: MemoryShadowStore,
+    outbound: MemoryOutbound | None = None,
+    directory: MemoryDirectory | None = None,
+    **tuning: Any,
+) -> ShadowService:
+    """A shadow service on the in-memory stand-ins (``tuning``: its other keyword arguments,
+    ``interval_s`` first of all)."""
+    directory = directory if directory is not None else MemoryDirectory()
+    return ShadowService(
+        store=store,
+        directory=directory,
+        links=LinkCache(directory=directory, clock=clock, ttl_s=5),
+        outbound=outbound if outbound is not None else MemoryOutbound(),
+        clock=clock,
+        **tuning,
+    )

@@ -7,8 +7,6 @@ import json
 
 import pytest
 
-from processors.links import LinkCache
-from processors.shadow.service import ShadowService
 from processors.store.schema import Ecu
 from schemas.connectivity import ConnectivityCause, ConnectivityEvent
 from schemas.ids import make_vin
@@ -21,6 +19,7 @@ from tests.unit.processors.fakes import (
     MemoryOutbound,
     MemoryShadowStore,
     meta,
+    shadow_service,
 )
 
 pytestmark = pytest.mark.unit
@@ -38,12 +37,11 @@ class World:
         self.outbound = MemoryOutbound()
         self.acks = Acks()
         self.draining = False
-        self.service = ShadowService(
-            store=self.store,
-            directory=self.directory,
-            links=LinkCache(directory=self.directory, clock=self.clock, ttl_s=5),
-            outbound=self.outbound,
+        self.service = shadow_service(
             clock=self.clock,
+            store=self.store,
+            outbound=self.outbound,
+            directory=self.directory,
             interval_s=interval_s,
             draining=lambda: self.draining,
         )

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.links import LinkCache
 from processors.shadow.logic import (
     Applied,
     Refused,
@@ -31,10 +30,10 @@ from schemas.topics import MqttTopics
 from tests.unit.processors.fakes import (
     Acks,
     FakeClock,
-    MemoryDirectory,
     MemoryOutbound,
     MemoryShadowStore,
     meta,
+    shadow_service,
 )
 
 pytestmark = pytest.mark.unit
@@ -144,15 +143,7 @@ def test_a_message_that_would_make_the_shadow_too_large_is_refused() -> None:
 
 
 def service(clock: FakeClock, store: MemoryShadowStore, outbound: MemoryOutbound) -> ShadowService:
-    directory = MemoryDirectory()
-    return ShadowService(
-        store=store,
-        directory=directory,
-        links=LinkCache(directory=directory, clock=clock, ttl_s=5),
-        outbound=outbound,
-        clock=clock,
-        interval_s=1.0,
-    )
+    return shadow_service(clock=clock, store=store, outbound=outbound, interval_s=1.0)
 
 
 async def send(svc: ShadowService, acks: Acks, message: Telemetry, name: str, at: int) -> None:

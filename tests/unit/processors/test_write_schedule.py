@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from fleetgate.settings import KafkaConnection
 from processors.app import build_app, group_id
-from processors.links import LinkCache
 from processors.settings import ProcessorSettings, ProcessorTuning
 from processors.shadow.coalesce import DueQueue, WriteState, due_at
 from processors.shadow.service import ShadowService
@@ -21,10 +20,9 @@ from schemas.topics import MqttTopics
 from tests.unit.processors.fakes import (
     Acks,
     FakeClock,
-    MemoryDirectory,
-    MemoryOutbound,
     MemoryShadowStore,
     meta,
+    shadow_service,
 )
 
 pytestmark = pytest.mark.unit
@@ -60,16 +58,7 @@ def test_telemetry_only_changes_wait_the_telemetry_interval() -> None:
 
 
 def _service(clock: FakeClock, store: MemoryShadowStore) -> ShadowService:
-    directory = MemoryDirectory()
-    return ShadowService(
-        store=store,
-        directory=directory,
-        links=LinkCache(directory=directory, clock=clock, ttl_s=5),
-        outbound=MemoryOutbound(),
-        clock=clock,
-        interval_s=1.0,
-        telemetry_interval_s=30.0,
-    )
+    return shadow_service(clock=clock, store=store, interval_s=1.0, telemetry_interval_s=30.0)
 
 
 async def _telemetry(svc: ShadowService, acks: Acks, name: str, ts: int, speed: int) -> None:
