@@ -12,6 +12,7 @@ takes the partition over reads to re-arm them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Iterable
 
@@ -93,24 +94,14 @@ class CommandService:
             return
         existing = self._open[cid][0] if cid in self._open else None
         if existing is None:
-            decision = await self._admit(request, app_id, meta.received_at)
-            if decision is None:
+            found = await self._admit_or_find(request, app_id, meta.received_at)
+            if found is None:
                 return
-            if isinstance(decision, Rejection):
-                log.info("command rejected", reason=decision.reason)
-                status = logic.rejected_status(decision.reason, vin=vin, now=self._clock.wall_ms())
-                await self._status(app_id, cid, status)
-                await self._ack(vin, ack)
-                return
-            created = await self._retry.value("create command", lambda: self._create(decision), vin)
-            if created is None:
-                return
-            existing = created[0]
-            if created[1]:
-                log.debug("command accepted")
-                await self._status(app_id, cid, decision.status_message(now=decision.created_at))
-                if await self._dispatch(decision, partition, new=True):
-                    await self._ack(vin, ack)
+            decision, existing = found
+            if existing is None:
+                await self._new(
+                    decision, request=request, app_id=app_id, partition=partition, ack=ack
+                )
                 return
         duplicate = logic.on_duplicate(existing, app_id=app_id, vin=vin, now=self._clock.wall_ms())
         log.info("duplicate command", status=existing.status.value, resume=duplicate.resume)
@@ -119,25 +110,53 @@ class CommandService:
             return
         await self._ack(vin, ack)
 
-    async def _admit(
+    async def _new(
+        self,
+        decision: Command | Rejection,
+        *,
+        request: CommandRequest,
+        app_id: str,
+        partition: int,
+        ack: Ack,
+    ) -> None:
+        """A command id not seen before: reject it, or accept and dispatch it."""
+        vin, cid = request.vin, request.command_id
+        if isinstance(decision, Rejection):
+            _log.info("command rejected", vin=vin, command_id=cid, reason=decision.reason)
+            now = self._clock.wall_ms()
+            status = logic.rejected_status(decision.reason, vin=vin, now=now)
+            await self._status(app_id, cid, status)
+            await self._ack(vin, ack)
+            return
+        _log.debug("command accepted", vin=vin, command_id=cid)
+        await self._status(app_id, cid, decision.status_message(now=decision.created_at))
+        if await self._dispatch(decision, partition, new=True):
+            await self._ack(vin, ack)
+
+    async def _admit_or_find(
         self, request: CommandRequest, app_id: str, now: int
-    ) -> Command | Rejection | None:
-        vin = request.vin
+    ) -> tuple[Command | Rejection, Command | None] | None:
+        """The admission of a request and the command already stored under its id, read
+        side by side; None when the worker stopped."""
+        vin, cid = request.vin, request.command_id
 
         async def check() -> tuple[bool, bool]:
             linked = await self._links.is_linked(app_id=app_id, vin=vin)
             known = linked or await self._directory.apps_of(vin=vin) is not None
             return known, linked
 
-        found = await self._retry.value("check app link", check, vin)
-        if found is None:
+        async def stored() -> tuple[Command | None]:
+            return (await self._store.get(command_id=cid),)
+
+        found, existing = await asyncio.gather(
+            self._retry.value("check app link", check, vin),
+            self._retry.value("load command", stored, vin),
+        )
+        if found is None or existing is None:
             return None
         known, linked = found
-        return logic.admit(request, app_id=app_id, vehicle_known=known, linked=linked, now=now)
-
-    async def _create(self, command: Command) -> tuple[Command, bool]:
-        existing = await self._store.create(command=command)
-        return (command, True) if existing is None else (existing, False)
+        decision = logic.admit(request, app_id=app_id, vehicle_known=known, linked=linked, now=now)
+        return decision, existing[0]
 
     async def _dispatch(self, command: Command, partition: int, *, new: bool) -> bool:
         """Deliver, stage or expire an accepted command; False if the worker stopped."""

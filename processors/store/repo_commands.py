@@ -1,9 +1,14 @@
 """``commands``, ``commands_by_vin``, the ``COMMAND`` rows of ``staged_actions`` and
 ``command_deadlines``. Writer: processors/commands.
 
-A new command is ``INSERT ... IF NOT EXISTS`` on ``commands``: not applied means the
-``command_id`` is known, and the row that won comes back with the answer. States are stored
-by enum name (``ACCEPTED``), JSON (params, detail, payload) as text.
+A new command is written once it has been dispatched (``record_new``): its ``commands`` row
+in the state it reached, its by-vehicle row and its deadline, in one unlogged batch. No
+lightweight transaction: a vehicle's commands are handled by the one worker that owns its
+Kafka partition, one at a time, and that worker reads ``commands`` by id before it creates
+one (``get``). Every statement is an idempotent upsert and the Kafka record is acknowledged
+only after the batch, so a write cut short is completed by the record's replay; a logged
+batch (two more writes to the batch log per batch) would buy nothing. States are stored by
+enum name (``ACCEPTED``), JSON (params, detail, payload) as text.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pydantic import JsonValue
 
 from processors.commands.logic import Command, Staged
 from processors.store.repo_common import Queries, to_ms, ttl_until
-from processors.store.session import CassandraSession, Row, applied
+from processors.store.session import CassandraSession, Row
 from schemas.commands import CommandState
 
 KIND: Final = "COMMAND"
@@ -27,7 +32,7 @@ finds it); the assignment read starts this far back."""
 
 _INSERT = (
     "INSERT INTO ks.commands (command_id, vin, app_id, name, params, status, detail, created_at, "
-    "expires_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+    "expires_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GET = (
     "SELECT command_id, vin, app_id, name, params, status, detail, created_at, expires_at, "
@@ -110,29 +115,6 @@ class CommandRepository:
         self._session = session
         self._q = Queries(keyspace)
 
-    async def create(self, *, command: Command) -> Command | None:
-        """Insert a new command; None when it was new, else the command already stored."""
-        rows = await self._session.execute(
-            query=self._q(_INSERT),
-            params=(
-                command.command_id,
-                command.vin,
-                command.app_id,
-                command.name,
-                _json(dict(command.params)),
-                command.status.name,
-                _json(command.detail),
-                command.created_at,
-                command.expires_at,
-                command.updated_at,
-            ),
-        )
-        if applied(rows):
-            return None
-        if rows and rows[0].get("command_id") is not None:
-            return command_from_row(rows[0])
-        return await self.get(command_id=command.command_id)
-
     async def get(self, *, command_id: str) -> Command | None:
         rows = await self._session.execute(query=self._q(_GET), params=(command_id,))
         return command_from_row(rows[0]) if rows else None
@@ -145,17 +127,24 @@ class CommandRepository:
         return self._q(_DEADLINE), params
 
     async def record_new(self, *, command: Command, partition: int, now_ms: int) -> None:
-        """The by-vehicle row and the deadline of a command just created (and its state if
-        it moved on since: delivered at once)."""
+        """A command just accepted, in the state its dispatch left it (delivered, or still
+        accepted when staged): its row, its by-vehicle row and its deadline."""
+        detail = _json(command.detail)
         await self._session.execute_batch(
             statements=[
                 (
-                    self._q(_SET_STATUS),
+                    self._q(_INSERT),
                     (
-                        command.status.name,
-                        _json(command.detail),
-                        command.updated_at,
                         command.command_id,
+                        command.vin,
+                        command.app_id,
+                        command.name,
+                        _json(dict(command.params)),
+                        command.status.name,
+                        detail,
+                        command.created_at,
+                        command.expires_at,
+                        command.updated_at,
                     ),
                 ),
                 (
@@ -167,18 +156,19 @@ class CommandRepository:
                         command.app_id,
                         command.name,
                         command.status.name,
-                        _json(command.detail),
+                        detail,
                         command.updated_at,
                     ),
                 ),
                 self._deadline(
                     command, partition=partition, state=command.status.name, now_ms=now_ms
                 ),
-            ]
+            ],
+            logged=False,
         )
 
     async def save_status(self, *, command: Command, partition: int, now_ms: int) -> None:
-        """A new state of the command in all its tables (one logged batch)."""
+        """A new state of the command in all its tables (one unlogged batch)."""
         detail = _json(command.detail)
         state = DONE if command.status.is_final else command.status.name
         await self._session.execute_batch(
@@ -199,7 +189,8 @@ class CommandRepository:
                     ),
                 ),
                 self._deadline(command, partition=partition, state=state, now_ms=now_ms),
-            ]
+            ],
+            logged=False,
         )
 
     async def deadlines(self, *, partition: int, now_ms: int) -> list[DeadlineRow]:

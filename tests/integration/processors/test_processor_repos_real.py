@@ -63,10 +63,11 @@ async def test_command_log_is_idempotent_by_id(
         status=CommandState.ACCEPTED,
         updated_at=t,
     )
-    assert await repo.create(command=command) is None
-    again = await repo.create(command=command)
-    assert again == command
+    assert await repo.get(command_id=command.command_id) is None
     await repo.record_new(command=command, partition=3, now_ms=t)
+    await repo.record_new(command=command, partition=3, now_ms=t)  # a replay: same rows
+    assert await repo.get(command_id=command.command_id) == command
+    assert [r["status"] for r in await repo.recent(vin=vin)] == ["ACCEPTED"]
     deadlines = await repo.deadlines(partition=3, now_ms=t)
     assert [d.command_id for d in deadlines if d.vin == vin] == [command.command_id]
     delivered = command.apply(CommandEvent.DELIVER, now=t + 5)
@@ -123,10 +124,11 @@ async def test_inventory_import_link_and_reported_ecus(
     assert vehicle.model == "Model Y"
     assert vehicle.apps == {"app1"}
     assert vehicle.ecus == {"bcm": Ecu("H1", "1.0")}
-    # reported ECU versions merge in; an older report never overwrites a newer one
-    await repo.update_ecus(vin=vin, ecus={"bcm": Ecu("H1", "2.0")}, ts_ms=t + 100)
+    # reported ECU versions merge in; an older report never overwrites a newer one (the
+    # reports are timed well after the import: its write carries the wall clock)
+    await repo.update_ecus(vin=vin, ecus={"bcm": Ecu("H1", "2.0")}, ts_ms=t + 60_000)
     await repo.update_ecus(
-        vin=vin, ecus={"bcm": Ecu("H1", "1.5"), "tcu": Ecu(None, "9")}, ts_ms=t + 50
+        vin=vin, ecus={"bcm": Ecu("H1", "1.5"), "tcu": Ecu(None, "9")}, ts_ms=t + 30_000
     )
     vehicle = await repo.get(vin=vin)
     assert vehicle is not None

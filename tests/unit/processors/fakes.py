@@ -110,12 +110,6 @@ class MemoryCommandStore:
         self.staged_rows: dict[str, list[Staged]] = {}
         self.deadline_rows: dict[tuple[int, str], DeadlineRow] = {}
 
-    async def create(self, *, command: Command) -> Command | None:
-        if command.command_id in self.commands:
-            return self.commands[command.command_id]
-        self.commands[command.command_id] = command
-        return None
-
     async def get(self, *, command_id: str) -> Command | None:
         return self.commands.get(command_id)
 
