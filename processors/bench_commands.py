@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fleetgate.bench.kafka_hop import kafka_hop
 from fleetgate.bench.nodes import HOST, busiest, children_cpu, cpu_pct, thread_cpu
 from fleetgate.bench.report import Outcome, latency_summary
 from fleetgate.errors import UserError
@@ -250,7 +251,11 @@ async def run(params: dict[str, str]) -> Outcome:
             settled = await _settle(workers.state)
             result = await _trips(stack, workers, vins, p, cloud=True)
             baseline = await _trips(stack, workers, vins, p, cloud=False)
+            hop = await kafka_hop(bootstrap=stack.bootstrap, count=p["commands"], rate=p["rate"])
+            result.update({f"kafka_hop_{k}": v for k, v in hop.items()})
             result["vehicles_online"] = watch.online
+            result["worker_nice"] = {role: os.getpriority(os.PRIO_PROCESS, w.process.pid)
+                                     for role, w in workers.by_role.items()}  # fmt: skip
             result["settle_s"] = settled
     summary = watch.summary
     result["sim_msgs_per_s"] = summary.get("msgs_per_s")
@@ -262,9 +267,14 @@ async def run(params: dict[str, str]) -> Outcome:
         "each, through the gateway and the processors, during both measurements",
         "baseline: the same commands from a service client straight to the vehicles and their "
         "results back, through Mosquitto alone",
+        "kafka_hop_*: one record from a producer to a consumer through the same Kafka, as "
+        "many and at the same rate, under the same background load, after both measurements; "
+        "a command's round trip crosses Kafka four times (request, downlink, result, status)",
         "measured once the worker keeps up with the fleet's start (births, full reported "
         f"shadows): telemetry fresher than {SETTLED_LAG_MS:.0f} ms on average for 3 s "
         "(settle_s; null: it did not within 180 s)",
+        "worker_nice: each worker's CPU niceness (FLEETGATE_PROCESSORS__NICE; a state worker "
+        "defaults to 10, so telemetry work waits for idle CPU instead of delaying commands)",
         "cpu_pct: CPU of each process kind over the measurement, % of one core "
         f"({os.cpu_count()} cores; other work on the machine is not counted)",
     ]

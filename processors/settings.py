@@ -21,6 +21,8 @@ ROLE_AGENTS: dict[str, tuple[str, ...]] = {
     "state": ("shadow", "telemetry"),
 }
 """The agents each role runs."""
+STATE_NICE = 10
+"""The default niceness of a state worker: throughput work yields the CPU to commands."""
 
 
 class ProcessorTuning(BaseModel):
@@ -33,6 +35,22 @@ class ProcessorTuning(BaseModel):
         "Kafka consumer group, so run either 'all' workers or 'commands' + 'state' workers on "
         "one topic prefix, never both",
     )
+
+    nice: int | None = Field(
+        default=None,
+        ge=0,
+        le=19,
+        description="CPU niceness of the worker, 0..19 (default: 10 for the state role, 0 "
+        "otherwise). Where a state worker shares cores with the command path (gateway, "
+        "Kafka, Cassandra, command workers), telemetry work then waits for idle CPU instead of "
+        "queueing commands behind it; on cores of its own it changes nothing",
+    )
+
+    def niceness(self) -> int:
+        """The niceness this worker runs at (pure)."""
+        if self.nice is not None:
+            return self.nice
+        return STATE_NICE if self.role == "state" else 0
 
     shadow_write_interval_s: float = Field(
         default=5.0,

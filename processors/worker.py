@@ -4,7 +4,10 @@ asyncio program (tests, benchmarks)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -63,10 +66,24 @@ async def preflight(settings: ProcessorSettings) -> None:
         )
 
 
+def lower_priority(nice: int) -> int:
+    """Run this process at niceness ``nice`` at least: every thread it has now (Linux sets
+    niceness per thread) and, by inheritance, those it starts later. Priority is never
+    raised. Returns the niceness of the calling thread afterwards."""
+    tasks = Path("/proc/self/task")
+    tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def run_foreground(settings: ProcessorSettings) -> None:
     """Run one worker until Ctrl-C / SIGTERM (returns normally after a clean stop)."""
     from fleetgate.logs import quiet_drivers
 
+    nice = lower_priority(settings.processors.niceness())
     with quiet_drivers():
         asyncio.run(preflight(settings))
     app = build_app(settings=settings, runtime_factory=runtime_factory(settings))
@@ -78,7 +95,8 @@ def run_foreground(settings: ProcessorSettings) -> None:
         loop=asyncio.new_event_loop(),
     )
     worker.spinner = None  # no terminal spinner escapes in logs
-    _log.info("processors starting", group=app.conf.id, bootstrap=settings.kafka.bootstrap)
+    _log.info("processors starting", group=app.conf.id, bootstrap=settings.kafka.bootstrap,
+              nice=nice)  # fmt: skip
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -38,6 +38,8 @@ async def test_bench_commands_tiny(
     assert {"processors-state", "processors-commands"} <= set(result["cpu_pct"])
     assert "write commands" in result["cassandra_ops_per_s"]  # read from system_views
     assert {"app_to_gateway", "result_to_app"} <= set(result["hops_p99_ms"])
+    assert (result["kafka_hop_count"], result["kafka_hop_lost"]) == (6, 0)
+    assert result["worker_nice"] == {"state": 10, "commands": 0}  # the state role's default
     assert not _left(before)  # no gateway, broker, worker or fleet left behind
 
 

@@ -1,7 +1,9 @@
-"""The flusher's due queue, the telemetry write interval, and the worker roles."""
+"""The flusher's due queue, the telemetry write interval, the worker roles and their niceness."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,29 @@ def test_a_role_runs_its_agents_in_its_own_group(
     app = build_app(settings=settings)
     assert {name.rsplit(".", 1)[-1] for name in app.agents} == agents
     assert app.conf.id == group == group_id(prefix="u.", role=role)
+
+
+@pytest.mark.parametrize(
+    ("role", "nice", "expected"),
+    [("state", None, 10), ("commands", None, 0), ("all", None, 0), ("state", 0, 0), ("all", 5, 5)],
+)
+def test_a_state_worker_yields_the_cpu_by_default(
+    role: str, nice: int | None, expected: int
+) -> None:
+    tuning = ProcessorTuning(role=role, nice=nice)  # type: ignore[arg-type]
+    assert tuning.niceness() == expected
+
+
+def test_lower_priority_covers_every_thread_and_never_raises_it() -> None:
+    script = (
+        "import os, pathlib, threading, time\n"
+        "t = threading.Thread(target=time.sleep, args=(1,)); t.start()\n"
+        "from processors.worker import lower_priority\n"
+        "print(lower_priority(7), lower_priority(3))\n"
+        "tasks = pathlib.Path('/proc/self/task').iterdir()\n"
+        "print(sorted({os.getpriority(os.PRIO_PROCESS, int(x.name)) for x in tasks}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split("\n")
+    assert out[:2] == ["7 7", "[7]"]
