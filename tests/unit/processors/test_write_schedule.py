@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,4 +158,6 @@ def test_lower_priority_covers_every_thread_and_never_raises_it() -> None:
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split("\n")
-    assert out[:2] == ["7 7", "[7]"]
+    ours = os.getpriority(os.PRIO_PROCESS, 0)  # inherited by the child, never raised
+    expected = max(7, ours)
+    assert out[:2] == [f"{expected} {expected}", f"[{expected}]"]
