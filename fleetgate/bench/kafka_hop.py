@@ -1,8 +1,8 @@
 """One Kafka hop timed on its own: a record from a producer to a consumer through one broker,
-with the clients set up as the services set theirs up (idempotent producer, ``acks=all``,
-no linger; a consumer with :mod:`fleetgate.kafka_fetch`'s eager fetches and a 200 ms fetch
-wait). A bench runs it in the same run and under the same background load as its own
-measurement: a path made of N such hops cannot be quicker than N of them.
+with the gateway's producer (:func:`gateway.kafka.make_producer`, no linger) and a consumer
+with :mod:`fleetgate.kafka_fetch`'s eager fetches and a 200 ms fetch wait. A bench runs it in
+the same run and under the same background load as its own measurement: a path made of N
+such hops cannot be quicker than N of them.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from fleetgate.bench.report import latency_summary
 from fleetgate.kafka_fetch import EagerConsumer
+from gateway.kafka import make_producer
 
 
 async def kafka_hop(
@@ -40,9 +41,7 @@ async def kafka_hop(
 async def _measure(
     bootstrap: str, topic: str, partitions: int, *, count: int, rate: float
 ) -> dict[str, float]:
-    producer: Any = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0
-    )
+    producer = make_producer(bootstrap=bootstrap, client_id="fleetgate-bench-hop", linger_ms=0)
     consumer: Any = EagerConsumer(
         bootstrap_servers=bootstrap, fetch_max_wait_ms=200, enable_auto_commit=False
     )
@@ -54,9 +53,7 @@ async def _measure(
     try:
         assigned = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(assigned)
-        await consumer.seek_to_end(*assigned)
-        for tp in assigned:
-            await consumer.position(tp)
+        await consumer.seek_to_end(*assigned)  # returns once the offsets are reset
 
         async def receive() -> None:
             async for record in consumer:
