@@ -14,7 +14,9 @@ bench app. The app (its own certificate, MQTT over mutual TLS) sends ``commands`
 downlink sent (delivered ts), downlink -> vehicle -> result handled (succeeded ts), result
 -> app.
 
-The measurement starts once the worker has caught up with the fleet's start (``settle_s``);
+The measurement starts once the worker has caught up with the fleet's start (``settle_s``),
+after ``warmup`` commands sent at the same steady rate (``warmup_*``: their round trips, not
+in the headline: a freshly started stack is slower for its first seconds of commands);
 ``telemetry_*`` say how fresh the background telemetry was during it.
 
 Baseline, in the same run with the same background load: a service client publishes the
@@ -44,7 +46,7 @@ from processors import bench_env as env
 from schemas.topics import MqttTopics, parse_topic
 
 DEFAULTS = {"vehicles": "1000", "commands": "600", "rate": "20", "telemetry_hz": "0.1",
-            "warmup": "40", "partitions": "6", "profile": "0", "bootstrap": "",
+            "warmup": "300", "partitions": "6", "profile": "0", "bootstrap": "",
             "cassandra": "", "workers": "split"}  # fmt: skip
 WORKER_LAYOUTS = {"split": ("state", "commands"), "single": ("all",)}
 """``workers``: a ``commands`` and a ``state`` worker (the recommended layout), or one worker
@@ -88,19 +90,25 @@ def trip_figures(
         if status not in expected:
             other[status] = other.get(status, 0) + 1
 
-    def since_sent(status: str) -> list[float]:
-        return [first[(c, status)][2] - t for c, t in sent.items() if (c, status) in first]
-
-    final = latency_summary(since_sent(expected[-1]))
+    final = latency_summary(since_sent(sent, events, expected[-1]))
     out: dict[str, Any] = {"commands": len(sent), **final}
     if "delivered" in expected:
-        out.update({f"delivered_{k}": v for k, v in latency_summary(since_sent("delivered")).items()
-                    if k != "count"})  # fmt: skip
+        delivered = latency_summary(since_sent(sent, events, "delivered"))
+        out.update({f"delivered_{k}": v for k, v in delivered.items() if k != "count"})
         out.update(_hops(sent, first))
     out["lost"] = sum((c, s) not in first for c in sent for s in expected)
     out["duplicates"] = duplicates
     out["other_statuses"] = other
     return out
+
+
+def since_sent(sent: Mapping[str, float], events: Sequence[Event], status: str) -> list[float]:
+    """Milliseconds from each command ``sent`` to its first ``status`` received. Pure."""
+    first: dict[str, float] = {}
+    for event in events:
+        if event[1] == status and event[0] in sent:
+            first.setdefault(event[0], event[2])
+    return [first[c] - t for c, t in sent.items() if c in first]
 
 
 def _hops(sent: Mapping[str, float], first: Mapping[tuple[str, str], Event]) -> dict[str, Any]:
@@ -206,19 +214,21 @@ async def _drive(
     count: int,
     rate: int,
     warmup: int,
-) -> dict[str, float]:
-    """``warmup`` unmeasured commands, then ``count`` at ``rate``/s; waits for their statuses
-    (until every one has its ``final`` status, or none came for SETTLE_S)."""
-    for i in range(warmup):
-        send(vins[-1 - i % len(vins)], str(uuid.uuid4()))
-        await asyncio.sleep(1 / rate)
-    await asyncio.sleep(2.0)
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``warmup`` then ``count`` commands at one steady ``rate``/s (no pause between them);
+    waits for their statuses (until every one has its ``final`` status, or none came for
+    SETTLE_S). Returns the warm-up's and the measurement's (id -> wall ms sent)."""
+    warm: dict[str, float] = {}
     sent: dict[str, float] = {}
     started = time.monotonic()
-    for i in range(count):
+    for i in range(warmup + count):
         cid = str(uuid.uuid4())
-        sent[cid] = time.time() * 1000
-        send(vins[(i * 7) % len(vins)], cid)
+        if i < warmup:
+            warm[cid] = time.time() * 1000
+            send(vins[-1 - i % len(vins)], cid)
+        else:
+            sent[cid] = time.time() * 1000
+            send(vins[((i - warmup) * 7) % len(vins)], cid)
         pause = started + (i + 1) / rate - time.monotonic()
         if pause > 0:
             await asyncio.sleep(pause)
@@ -230,7 +240,7 @@ async def _drive(
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)  # a late duplicate
-    return sent
+    return warm, sent
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,6 +277,9 @@ async def run(params: dict[str, str]) -> Outcome:
         "each, through the gateway and the processors, during both measurements",
         "baseline: the same commands from a service client straight to the vehicles and their "
         "results back, through Mosquitto alone",
+        f"warmup_*: the first {p['warmup']} commands, sent at the same steady rate just before "
+        "the measured ones and left out of p*_ms: a freshly started stack is slower for its "
+        "first seconds of commands",
         "kafka_hop_*: one record from a producer to a consumer through the same Kafka, as "
         "many and at the same rate, under the same background load, after both measurements; "
         "a command's round trip crosses Kafka four times (request, downlink, result, status)",
@@ -343,7 +356,7 @@ async def _trips(
         cpu, t, metrics = children_cpu(), time.monotonic(), await worker.metrics()
         pids = {role: w.process.pid for role, w in workers.by_role.items()}
         threads = {role: thread_cpu(pid) for role, pid in pids.items()}
-        sent = await _drive(
+        warm, sent = await _drive(
             send, events, final="succeeded", vins=vins, count=p["commands"], rate=p["rate"],
             warmup=p["warmup"],
         )  # fmt: skip
@@ -356,6 +369,8 @@ async def _trips(
     finally:
         await link.close()
     figures = trip_figures(sent, events, expected=expected)
+    warm_up = latency_summary(since_sent(warm, events, expected[-1]))
+    figures.update({f"warmup_{k}": v for k, v in warm_up.items() if k != "count"})
     return {**figures, "cpu_pct": usage, "worker_cpu_pct": worker_threads, **background,
             "cassandra_ops_per_s": ops}  # fmt: skip
 

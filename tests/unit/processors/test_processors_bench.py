@@ -60,6 +60,17 @@ def test_trip_figures_count_lost_and_duplicated_statuses_and_split_the_hops() ->
                                   "delivered_to_result": 7.0, "result_to_app": 5.0}  # fmt: skip
 
 
+def test_warm_up_trips_are_timed_apart_from_the_measured_ones() -> None:
+    events = [
+        ("w1", "succeeded", 130.0, None),
+        ("w1", "succeeded", 190.0, None),  # a duplicate: the first one counts
+        ("w2", "accepted", 205.0, None),  # not the status asked for
+        ("m1", "succeeded", 340.0, None),
+    ]
+    assert bench_commands.since_sent({"w1": 100.0, "w2": 200.0}, events, "succeeded") == [30.0]
+    assert bench_commands.since_sent({"m1": 300.0}, events, "succeeded") == [40.0]
+
+
 def test_broker_alone_trips_expect_one_result_each() -> None:
     out = bench_commands.trip_figures(
         {"a": 0.0}, [("a", "succeeded", 4.0, None)], expected=("succeeded",)
