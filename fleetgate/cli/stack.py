@@ -40,6 +40,7 @@ async def bring_up(settings: StackSettings) -> None:
             "FLEETGATE_CASSANDRA_STORAGE_PORT": (h, settings.cassandra_storage_port),
             "FLEETGATE_GATEWAY_METRICS_PORT": (h, settings.gateway_metrics_port),
             "FLEETGATE_PROCESSORS_METRICS_PORT": (h, settings.processors_metrics_port),
+            "FLEETGATE_PROCESSORS_STATE_METRICS_PORT": (h, settings.processors_state_metrics_port),
         }
     )
     java = prereq.require_java()

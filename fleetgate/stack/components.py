@@ -199,17 +199,39 @@ def _fleetgate(*args: str) -> list[str]:
     return [sys.executable, "-m", "fleetgate", *args]
 
 
+WORKER_PORTS = {
+    "processors-commands": "processors_metrics_port",
+    "processors-state": "processors_state_metrics_port",
+}
+"""The processors workers ``fleetgate up`` runs, in the recommended layout (commands apart
+from shadow and telemetry), and the :class:`StackSettings` field of each one's metrics port."""
+
+
+def _worker(settings: StackSettings, name: str, env: dict[str, str]) -> Component:
+    host, port = settings.host, int(getattr(settings, WORKER_PORTS[name]))
+
+    async def probe() -> str:
+        return await http_probe(host=host, port=port)
+
+    return Component(
+        name=name,
+        endpoint=f"{host}:{port}/metrics",
+        argv=_fleetgate("processors", "--role", name.removeprefix("processors-")),
+        probe=probe,
+        env={**env, "FLEETGATE_PROCESSORS__METRICS_PORT": str(port)},
+        version="fleetgate",
+        ready_timeout_s=settings.start_timeout_s,
+    )
+
+
 def service_components(settings: StackSettings) -> list[Component]:
     """The project's own services, started once the broker answers."""
     host = settings.host
     env = service_env(settings)
-    gw_port, proc_port = settings.gateway_metrics_port, settings.processors_metrics_port
+    gw_port = settings.gateway_metrics_port
 
     async def gateway_probe() -> str:
         return await http_probe(host=host, port=gw_port)
-
-    async def processors_probe() -> str:
-        return await http_probe(host=host, port=proc_port)
 
     return [
         Component(
@@ -224,15 +246,7 @@ def service_components(settings: StackSettings) -> list[Component]:
             },
             version="fleetgate",
         ),
-        Component(
-            name="processors",
-            endpoint=f"{host}:{proc_port}/metrics",
-            argv=_fleetgate("processors"),
-            probe=processors_probe,
-            env={**env, "FLEETGATE_PROCESSORS__METRICS_PORT": str(proc_port)},
-            version="fleetgate",
-            ready_timeout_s=settings.start_timeout_s,
-        ),
+        *(_worker(settings, name, env) for name in WORKER_PORTS),
     ]
 
 

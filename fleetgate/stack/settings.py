@@ -23,7 +23,12 @@ class StackSettings(CommonSettings):
     cassandra_port: int = Field(default=9042, ge=1, le=65535)
     cassandra_storage_port: int = Field(default=7000, ge=1, le=65535)
     gateway_metrics_port: int = Field(default=9464, ge=1, le=65535)
-    processors_metrics_port: int = Field(default=9465, ge=1, le=65535)
+    processors_metrics_port: int = Field(
+        default=9465, ge=1, le=65535, description="/metrics of the commands worker"
+    )
+    processors_state_metrics_port: int = Field(
+        default=9466, ge=1, le=65535, description="/metrics of the state worker"
+    )
     kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
     cassandra_heap_mb: int = Field(default=1024, ge=256, le=8192)
     cassandra_full_jit: bool = Field(

@@ -56,6 +56,7 @@ def stack_env(
         "CASSANDRA_STORAGE",
         "GATEWAY_METRICS",
         "PROCESSORS_METRICS",
+        "PROCESSORS_STATE_METRICS",
     ):
         env[f"FLEETGATE_{name}_PORT"] = str(prereq.free_port())
     yield env
@@ -96,7 +97,8 @@ def test_up_status_down_then_ctrl_c(stack_env: dict[str, str], tmp_path: Path) -
         raise
     components = {c["name"]: c for c in report["components"]}  # type: ignore[attr-defined]
     broker = f"broker ({stack_env['FLEETGATE_BROKER_KIND']})"
-    assert {"kafka", "cassandra", broker, "gateway", "processors"} <= set(components)
+    workers = {"processors-commands", "processors-state"}  # the recommended layout
+    assert {"kafka", "cassandra", broker, "gateway", *workers} <= set(components)
     assert components["kafka"]["version"].startswith("4.")
     assert components["cassandra"]["detail"].startswith("release 5.0.")
     assert all(c["healthy"] for c in components.values())

@@ -30,6 +30,7 @@ def _free_ports_env(tmp_path: Path) -> dict[str, str]:
         "CASSANDRA_STORAGE_PORT",
         "GATEWAY_METRICS_PORT",
         "PROCESSORS_METRICS_PORT",
+        "PROCESSORS_STATE_METRICS_PORT",
     ):
         env[f"FLEETGATE_{name}"] = str(prereq.free_port())
     return env

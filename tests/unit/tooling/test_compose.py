@@ -37,7 +37,10 @@ def test_docker_compose_config_accepts_it() -> None:
 def test_compose_has_the_stack() -> None:
     doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = doc["services"]
-    assert {"kafka", "cassandra", "init", "broker"} <= set(services)
+    assert {"kafka", "cassandra", "init", "broker", "gateway", "fleet"} <= set(services)
+    roles = {s["command"][-1] for n, s in services.items() if n.startswith("processors")}
+    assert roles == {"commands", "state"}  # the recommended worker layout
+    assert "broker" in services["init"]["environment"]["FLEETGATE_PKI__SERVER_SANS"]
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["cassandra"]["image"].startswith("cassandra:5.0")
     for name, service in services.items():
