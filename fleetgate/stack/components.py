@@ -207,8 +207,14 @@ WORKER_PORTS = {
 from shadow and telemetry), and the :class:`StackSettings` field of each one's metrics port."""
 
 
+def worker_port(settings: StackSettings, name: str) -> int:
+    """The metrics port of the worker ``name`` (a key of :data:`WORKER_PORTS`)."""
+    port: int = getattr(settings, WORKER_PORTS[name])
+    return port
+
+
 def _worker(settings: StackSettings, name: str, env: dict[str, str]) -> Component:
-    host, port = settings.host, int(getattr(settings, WORKER_PORTS[name]))
+    host, port = settings.host, worker_port(settings, name)
 
     async def probe() -> str:
         return await http_probe(host=host, port=port)

@@ -55,7 +55,7 @@ async def _probe(settings: StackSettings, name: str) -> str:
     if name == "gateway":
         return await components.http_probe(host=settings.host, port=settings.gateway_metrics_port)
     if name in components.WORKER_PORTS:
-        port = getattr(settings, components.WORKER_PORTS[name])
+        port = components.worker_port(settings, name)
         return await components.http_probe(host=settings.host, port=port)
     return "running"
 
