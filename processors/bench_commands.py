@@ -15,7 +15,9 @@ downlink sent (delivered ts), downlink -> vehicle -> result handled (succeeded t
 -> app.
 
 The measurement starts once the worker has caught up with the fleet's start (``settle_s``),
-after ``warmup`` commands sent at the same steady rate (``warmup_*``: their round trips, not
+with ``jit=full`` (the default) once the bench's own Kafka and Cassandra have compiled their
+hot code (:class:`JitSettle`; commands flow at the rate meanwhile, untimed), and after
+``warmup`` commands sent at the same steady rate (``warmup_*``: their round trips, not
 in the headline: a freshly started stack is slower for its first seconds of commands);
 ``telemetry_*`` say how fresh the background telemetry was during it.
 
@@ -34,98 +36,57 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fleetgate.bench.kafka_hop import kafka_hop
-from fleetgate.bench.nodes import HOST, busiest, children_cpu, cpu_pct, thread_cpu
+from fleetgate.bench.nodes import (
+    HOST,
+    busiest,
+    children_cpu,
+    cpu_pct,
+    jit_busy_pct,
+    jit_cpu,
+    thread_cpu,
+)
 from fleetgate.bench.report import Outcome, latency_summary
 from fleetgate.errors import UserError
 from processors import bench_env as env
+from processors.bench_figures import (
+    APP_STATUSES,
+    Event,
+    since_sent,
+    telemetry_figures,
+    trip_figures,
+)
 from schemas.topics import MqttTopics, parse_topic
 
 DEFAULTS = {"vehicles": "1000", "commands": "600", "rate": "20", "telemetry_hz": "0.1",
             "warmup": "300", "partitions": "6", "profile": "0", "bootstrap": "",
-            "cassandra": "", "workers": "split"}  # fmt: skip
+            "cassandra": "", "workers": "split", "jit": "full"}  # fmt: skip
 WORKER_LAYOUTS = {"split": ("state", "commands"), "single": ("all",)}
 """``workers``: a ``commands`` and a ``state`` worker (the recommended layout), or one worker
 running every agent."""
-APP_STATUSES = ("accepted", "delivered", "succeeded")
 SETTLED_LAG_MS = 100.0
 """The worker has caught up with the fleet's start (births, full reported shadows) once the
 telemetry it handles is this fresh on average for three seconds in a row."""
 SETTLE_MAX_S = 180.0
 SETTLE_S = 15.0
+JIT_WINDOW_S = 60.0
+JIT_SETTLED_PCT = 4.0
+JIT_MAX_S = 420.0
 """How long after the last command a missing status is still waited for."""
-Event = tuple[str, str, float, int | None]
-"""(command id, status, wall-clock ms received, the status's own ``ts``)."""
 
 
 def parse_params(params: dict[str, str]) -> dict[str, Any]:
     p = env.parse_params(params, DEFAULTS, scenario="commands", floats=("telemetry_hz",),
                          zero_ok=("warmup", "profile"),
-                         choices={"workers": tuple(WORKER_LAYOUTS)})  # fmt: skip
+                         choices={"workers": tuple(WORKER_LAYOUTS),
+                                  "jit": ("full", "quick")})  # fmt: skip
     if p["profile"] > 1:
         raise UserError("commands parameter profile must be 0 or 1")
     return p
-
-
-def trip_figures(
-    sent: Mapping[str, float], events: Sequence[Event], *, expected: Sequence[str]
-) -> dict[str, Any]:
-    """Latencies, losses and duplicates of the commands ``sent`` (id -> wall ms) from the
-    statuses received (others' are ignored). Pure."""
-    first: dict[tuple[str, str], Event] = {}
-    duplicates = 0
-    other: dict[str, int] = {}
-    for event in events:
-        cid, status = event[0], event[1]
-        if cid not in sent:
-            continue
-        if (cid, status) in first:
-            duplicates += 1
-            continue
-        first[(cid, status)] = event
-        if status not in expected:
-            other[status] = other.get(status, 0) + 1
-
-    final = latency_summary(since_sent(sent, events, expected[-1]))
-    out: dict[str, Any] = {"commands": len(sent), **final}
-    if "delivered" in expected:
-        delivered = latency_summary(since_sent(sent, events, "delivered"))
-        out.update({f"delivered_{k}": v for k, v in delivered.items() if k != "count"})
-        out.update(_hops(sent, first))
-    out["lost"] = sum((c, s) not in first for c in sent for s in expected)
-    out["duplicates"] = duplicates
-    out["other_statuses"] = other
-    return out
-
-
-def since_sent(sent: Mapping[str, float], events: Sequence[Event], status: str) -> list[float]:
-    """Milliseconds from each command ``sent`` to its first ``status`` received. Pure."""
-    first: dict[str, float] = {}
-    for event in events:
-        if event[1] == status and event[0] in sent:
-            first.setdefault(event[0], event[2])
-    return [first[c] - t for c, t in sent.items() if c in first]
-
-
-def _hops(sent: Mapping[str, float], first: Mapping[tuple[str, str], Event]) -> dict[str, Any]:
-    names = ("app_to_gateway", "gateway_to_delivered", "delivered_to_result", "result_to_app")
-    spans: dict[str, list[float]] = {n: [] for n in names}
-    for cid, t0 in sent.items():
-        got = [first.get((cid, s)) for s in APP_STATUSES]
-        acc, dlv, suc = got
-        if acc is None or dlv is None or suc is None or None in (acc[3], dlv[3], suc[3]):
-            continue
-        marks = [t0, acc[3], dlv[3], suc[3], suc[2]]
-        for name, a, b in zip(names, marks, marks[1:], strict=False):
-            spans[name].append(float(b or 0) - float(a or 0))
-    out: dict[str, Any] = {}
-    for q in ("p50_ms", "p99_ms"):
-        out[f"hops_{q}"] = {n: latency_summary(v)[q] for n, v in spans.items()}
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +166,30 @@ async def _client(
     return link
 
 
+class JitSettle:
+    """Whether the bench's own Kafka and Cassandra still compile hot code (C2): asked once a
+    second while commands flow; done when their compiler threads used under
+    JIT_SETTLED_PCT % of a core over JIT_WINDOW_S, or after JIT_MAX_S."""
+
+    def __init__(
+        self, *, read: Callable[[], float] = jit_cpu, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._read, self._clock = read, clock
+        self._samples: list[tuple[float, float]] = []
+        self._started = clock()
+        self.seconds: float | None = None
+        """How long the compilers took to settle; None: not (yet) within JIT_MAX_S."""
+
+    def busy(self) -> bool:
+        now = self._clock()
+        self._samples.append((now, self._read()))
+        pct = jit_busy_pct(self._samples, window_s=JIT_WINDOW_S)
+        if pct is not None and pct < JIT_SETTLED_PCT:
+            self.seconds = round(now - self._started, 1)
+            return False
+        return now - self._started < JIT_MAX_S
+
+
 async def _drive(
     send: Callable[[str, str], None],
     events: list[Event],
@@ -214,24 +199,43 @@ async def _drive(
     count: int,
     rate: int,
     warmup: int,
+    jit: JitSettle | None,
+    measuring: Callable[[], Awaitable[None]],
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """``warmup`` then ``count`` commands at one steady ``rate``/s (no pause between them);
+    """Commands at one steady ``rate``/s with no pause: while ``jit`` is busy (untimed),
+    then ``warmup``, then ``count`` (``measuring`` is awaited right before the first);
     waits for their statuses (until every one has its ``final`` status, or none came for
     SETTLE_S). Returns the warm-up's and the measurement's (id -> wall ms sent)."""
     warm: dict[str, float] = {}
     sent: dict[str, float] = {}
-    started = time.monotonic()
-    for i in range(warmup + count):
+    started, i = time.monotonic(), 0
+
+    async def pace() -> None:
+        nonlocal i
+        i += 1
+        pause = started + i / rate - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+    check = started
+    while jit is not None:
+        if time.monotonic() >= check:
+            check += 1.0
+            if not jit.busy():
+                break
+        send(vins[-1 - i % len(vins)], str(uuid.uuid4()))
+        await pace()
+    for n in range(warmup + count):
+        if n == warmup:
+            await measuring()
         cid = str(uuid.uuid4())
-        if i < warmup:
+        if n < warmup:
             warm[cid] = time.time() * 1000
             send(vins[-1 - i % len(vins)], cid)
         else:
             sent[cid] = time.time() * 1000
-            send(vins[((i - warmup) * 7) % len(vins)], cid)
-        pause = started + (i + 1) / rate - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
+            send(vins[((n - warmup) * 7) % len(vins)], cid)
+        await pace()
     last, seen = time.monotonic(), -1
     while (done := len({e[0] for e in events if e[1] == final and e[0] in sent})) < count:
         if done != seen:
@@ -259,7 +263,10 @@ async def run(params: dict[str, str]) -> Outcome:
             simulated_fleet(stack, p["vehicles"], p["telemetry_hz"]) as watch,
         ):
             settled = await _settle(workers.state)
-            result = await _trips(stack, workers, vins, p, cloud=True)
+            own_jvms = p["jit"] == "full" and not (p["bootstrap"] or p["cassandra"])
+            jit = JitSettle() if own_jvms else None
+            result = await _trips(stack, workers, vins, p, cloud=True, jit=jit)
+            result["jit_settle_s"] = jit.seconds if jit else None
             baseline = await _trips(stack, workers, vins, p, cloud=False)
             hop = await kafka_hop(bootstrap=stack.bootstrap, count=p["commands"], rate=p["rate"])
             result.update({f"kafka_hop_{k}": v for k, v in hop.items()})
@@ -280,6 +287,16 @@ async def run(params: dict[str, str]) -> Outcome:
         f"warmup_*: the first {p['warmup']} commands, sent at the same steady rate just before "
         "the measured ones and left out of p*_ms: a freshly started stack is slower for its "
         "first seconds of commands",
+        (
+            f"jit={p['jit']}: the bench's own Kafka and Cassandra compile with C2 like "
+            "long-running nodes, and commands flow at the same rate, untimed, until their JIT "
+            f"compilers use under {JIT_SETTLED_PCT:.0f}% of a core over {JIT_WINDOW_S:.0f} s "
+            f"(jit_settle_s; null: not within {JIT_MAX_S:.0f} s, or not the bench's own JVMs); "
+            "jit_cpu_pct: the compilers' CPU during the measurement"
+            if p["jit"] == "full"
+            else "jit=quick: Kafka and Cassandra compile with C1 only (as `fleetgate up` runs "
+            "them: quick to start, more CPU per request) and nothing waits for their JIT"
+        ),
         "kafka_hop_*: one record from a producer to a consumer through the same Kafka, as "
         "many and at the same rate, under the same background load, after both measurements; "
         "a command's round trip crosses Kafka four times (request, downlink, result, status)",
@@ -328,8 +345,10 @@ async def _trips(
     p: dict[str, Any],
     *,
     cloud: bool,
+    jit: JitSettle | None = None,
 ) -> dict[str, Any]:
-    """Command round trips through the cloud (the app's view) or the broker alone."""
+    """Command round trips through the cloud (the app's view) or the broker alone; the
+    measurement (CPU, Cassandra requests, telemetry) starts with its first command."""
     events: list[Event] = []
     if cloud:
         expected: tuple[str, ...]
@@ -350,48 +369,32 @@ async def _trips(
             topic = MqttTopics.command(vin, cid)
         link.publish(topic, json.dumps(body).encode(), qos=1)
 
+    worker = workers.state
+    pids = {role: w.process.pid for role, w in workers.by_role.items()}
+    mark: dict[str, Any] = {}
+
+    async def measuring() -> None:
+        mark.update(store=await env.cassandra_counts(stack.settings), cpu=children_cpu(),
+                    jit=jit_cpu(), metrics=await worker.metrics(), t=time.monotonic(),
+                    threads={role: thread_cpu(pid) for role, pid in pids.items()})  # fmt: skip
+
     try:
-        worker = workers.state
-        store = await env.cassandra_counts(stack.settings)
-        cpu, t, metrics = children_cpu(), time.monotonic(), await worker.metrics()
-        pids = {role: w.process.pid for role, w in workers.by_role.items()}
-        threads = {role: thread_cpu(pid) for role, pid in pids.items()}
         warm, sent = await _drive(
             send, events, final="succeeded", vins=vins, count=p["commands"], rate=p["rate"],
-            warmup=p["warmup"],
+            warmup=p["warmup"], jit=jit, measuring=measuring,
         )  # fmt: skip
-        usage = cpu_pct(cpu, children_cpu(), time.monotonic() - t)
-        span = time.monotonic() - t
-        worker_threads = {role: cpu_pct(threads[role], thread_cpu(pid), span)
+        span = time.monotonic() - mark["t"]
+        usage = cpu_pct(mark["cpu"], children_cpu(), span)
+        worker_threads = {role: cpu_pct(mark["threads"][role], thread_cpu(pid), span)
                           for role, pid in pids.items()}  # fmt: skip
-        background = telemetry_figures(metrics, await worker.metrics(), time.monotonic() - t)
-        ops = env.rates(store, await env.cassandra_counts(stack.settings), time.monotonic() - t)
+        background = telemetry_figures(mark["metrics"], await worker.metrics(), span)
+        ops = env.rates(mark["store"], await env.cassandra_counts(stack.settings), span)
+        compiling = round(100 * max(0.0, jit_cpu() - mark["jit"]) / span, 1)
     finally:
         await link.close()
     figures = trip_figures(sent, events, expected=expected)
     warm_up = latency_summary(since_sent(warm, events, expected[-1]))
     figures.update({f"warmup_{k}": v for k, v in warm_up.items() if k != "count"})
-    return {**figures, "cpu_pct": usage, "worker_cpu_pct": worker_threads, **background,
+    return {**figures, "cpu_pct": usage, "jit_cpu_pct": compiling,
+            "worker_cpu_pct": worker_threads, **background,
             "cassandra_ops_per_s": ops}  # fmt: skip
-
-
-def telemetry_figures(
-    before: Mapping[str, float], after: Mapping[str, float], seconds: float
-) -> dict[str, Any]:
-    """The background telemetry the worker handled between two readings of its metrics:
-    msgs/s and the lag from the gateway's receipt (mean, share within 50 ms). Pure."""
-
-    def delta(name: str) -> float:
-        return after.get(name, 0.0) - before.get(name, 0.0)
-
-    count = delta("fleetgate_telemetry_lag_seconds_count")
-    quick = delta('fleetgate_telemetry_lag_seconds_bucket{le="0.05"}')
-    return {
-        "telemetry_msgs_per_s": round(delta("fleetgate_telemetry_messages_total") / seconds, 1),
-        "telemetry_lag_mean_ms": round(
-            1000 * delta("fleetgate_telemetry_lag_seconds_sum") / count, 1
-        )
-        if count
-        else None,
-        "telemetry_lag_within_50ms_pct": round(100 * quick / count, 1) if count else None,
-    }

@@ -144,15 +144,17 @@ async def services(
     root: Path, *, vins: list[str], app: str | None, p: dict[str, Any]
 ) -> AsyncIterator[Stack]:
     """PKI, Kafka, Cassandra, Mosquitto, topics and a keyspace holding ``vins`` (linked to
-    ``app`` if given); the keyspace is dropped at the end."""
+    ``app`` if given); the keyspace is dropped at the end. Kafka and Cassandra (unless given)
+    compile with C1 only, or with C2 too when ``p["jit"]`` is ``full``."""
     from gateway.bench import mosquitto_broker
     from processors.worker import preflight
 
     home = root / "home"
+    quick = p.get("jit", "quick") == "quick"
     await asyncio.to_thread(make_pki, home, vins=vins, apps=[app] if app else [], services=[OPS])
     async with (
-        kafka_node(root, p["bootstrap"]) as bootstrap,
-        cassandra_node(root, p["cassandra"]) as contact,
+        kafka_node(root, p["bootstrap"], quick_jit=quick) as bootstrap,
+        cassandra_node(root, p["cassandra"], quick_jit=quick) as contact,
         mosquitto_broker(home) as port,
     ):
         settings = bench_settings(root, bootstrap, contact, p["partitions"])

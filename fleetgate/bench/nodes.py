@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,11 @@ async def _child(
 
 
 @contextlib.asynccontextmanager
-async def kafka_node(root: Path, bootstrap: str = "") -> AsyncIterator[str]:
-    """``bootstrap`` if given, else a Kafka started for the block under ``root``."""
+async def kafka_node(
+    root: Path, bootstrap: str = "", *, quick_jit: bool = True
+) -> AsyncIterator[str]:
+    """``bootstrap`` if given, else a Kafka started for the block under ``root`` (C1 only
+    unless ``quick_jit`` is False: :func:`fleetgate.stack.kafka.command`)."""
     if bootstrap:
         yield bootstrap
         return
@@ -55,7 +59,7 @@ async def kafka_node(root: Path, bootstrap: str = "") -> AsyncIterator[str]:
         conf_dir=conf, data_dir=data, host=HOST, port=port, controller_port=controller
     )
     kafka.format_storage(java=java, lib_dir=lib, conf_dir=conf, data_dir=data)
-    argv = kafka.command(java=java, lib_dir=lib, conf_dir=conf, heap_mb=512)
+    argv = kafka.command(java=java, lib_dir=lib, conf_dir=conf, heap_mb=512, quick_jit=quick_jit)
     async with _child(
         root,
         "kafka",
@@ -67,8 +71,11 @@ async def kafka_node(root: Path, bootstrap: str = "") -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def cassandra_node(root: Path, contact: str = "") -> AsyncIterator[tuple[str, int]]:
-    """``host:port`` if given, else a Cassandra node started for the block under ``root``."""
+async def cassandra_node(
+    root: Path, contact: str = "", *, quick_jit: bool = True
+) -> AsyncIterator[tuple[str, int]]:
+    """``host:port`` if given, else a Cassandra node started for the block under ``root``
+    (C1 only unless ``quick_jit`` is False)."""
     if contact:
         given_host, _, given_port = contact.rpartition(":")
         yield given_host, int(given_port)
@@ -82,7 +89,9 @@ async def cassandra_node(root: Path, contact: str = "") -> AsyncIterator[tuple[s
     cassandra.write_config(
         conf_dir=conf, data_dir=data, host=HOST, cql_port=port, storage_port=storage
     )
-    argv = cassandra.command(java=java, lib_dir=lib, conf_dir=conf, data_dir=data, heap_mb=1024)
+    argv = cassandra.command(
+        java=java, lib_dir=lib, conf_dir=conf, data_dir=data, heap_mb=1024, quick_jit=quick_jit
+    )
     async with _child(
         root,
         "cassandra",
@@ -162,6 +171,51 @@ def children_cpu(pid: int | None = None) -> dict[str, float]:
                 kind = process_kind(argv)
                 out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+_JVM_KINDS = ("kafka", "cassandra")
+
+
+def jit_cpu(pid: int | None = None) -> float:
+    """CPU seconds used so far by the JIT compiler threads (``C1 CompilerThread…``,
+    ``C2 CompilerThread…``) of the Kafka and Cassandra child processes of ``pid`` (default:
+    this process). A compiler thread that has ended no longer counts, so the sum may drop.
+    Linux ``/proc``; else 0."""
+    parent = str(pid or os.getpid())
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if (entry / "stat").read_text().rpartition(")")[2].split()[1] != parent:
+                    continue
+                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if process_kind(argv) not in _JVM_KINDS:
+                    continue
+                for task in (entry / "task").iterdir():
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        stat = (task / "stat").read_text()
+                        if "CompilerThre" not in stat.partition(")")[0]:
+                            continue
+                        fields = stat.rpartition(")")[2].split()
+                        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def jit_busy_pct(samples: Sequence[tuple[float, float]], *, window_s: float) -> float | None:
+    """% of one core the JIT compilers used over the last ``window_s`` seconds of ``samples``
+    ((monotonic s, :func:`jit_cpu` s), oldest first); None until the samples span the window.
+    A drop (a compiler thread ended) counts as nothing. Pure."""
+    if not samples or samples[-1][0] - samples[0][0] < window_s:
+        return None
+    start = samples[-1][0] - window_s
+    used = 0.0
+    for (_, a), (t, b) in itertools.pairwise(samples):
+        if t > start:
+            used += max(0.0, b - a)
+    return round(100 * used / window_s, 1)
 
 
 def cpu_pct(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:

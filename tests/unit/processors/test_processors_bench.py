@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fleetgate.bench.nodes import busiest, cpu_pct, process_kind
+from fleetgate.bench.nodes import busiest, cpu_pct, jit_busy_pct, process_kind
 from fleetgate.errors import UserError
-from processors import bench_commands, bench_telemetry
+from processors import bench_commands, bench_figures, bench_telemetry
 from processors import bench_env as env
 
 pytestmark = pytest.mark.unit
@@ -30,6 +30,7 @@ def test_defaults_and_overrides() -> None:
         (bench_commands.parse_params, {"profile": "2"}, "profile must be 0 or 1"),
         (bench_commands.parse_params, {"colour": "red"}, "unknown commands parameter"),
         (bench_commands.parse_params, {"workers": "3"}, "workers='3' must be split or single"),
+        (bench_commands.parse_params, {"jit": "c2"}, "jit='c2' must be full or quick"),
         (bench_commands.parse_params, {"bootstrap": "nohost"}, "bootstrap='nohost' is not host"),
         (bench_telemetry.parse_params, {"window": "-1"}, "window must be at least 1"),
         (bench_telemetry.parse_params, {"messages": "5"}, "messages must be at least vehicles"),
@@ -53,7 +54,7 @@ def test_trip_figures_count_lost_and_duplicated_statuses_and_split_the_hops() ->
         ("b", "accepted", 2002.0, 2001),
         ("warm-up", "succeeded", 5.0, 1),  # not measured
     ]
-    out = bench_commands.trip_figures(sent, events, expected=bench_commands.APP_STATUSES)
+    out = bench_figures.trip_figures(sent, events, expected=bench_figures.APP_STATUSES)
     assert (out["p50_ms"], out["count"], out["delivered_p50_ms"]) == (20.0, 1, 10.0)
     assert (out["lost"], out["duplicates"]) == (2, 1)  # b: delivered and succeeded missing
     assert out["hops_p50_ms"] == {"app_to_gateway": 1.0, "gateway_to_delivered": 7.0,
@@ -67,12 +68,12 @@ def test_warm_up_trips_are_timed_apart_from_the_measured_ones() -> None:
         ("w2", "accepted", 205.0, None),  # not the status asked for
         ("m1", "succeeded", 340.0, None),
     ]
-    assert bench_commands.since_sent({"w1": 100.0, "w2": 200.0}, events, "succeeded") == [30.0]
-    assert bench_commands.since_sent({"m1": 300.0}, events, "succeeded") == [40.0]
+    assert bench_figures.since_sent({"w1": 100.0, "w2": 200.0}, events, "succeeded") == [30.0]
+    assert bench_figures.since_sent({"m1": 300.0}, events, "succeeded") == [40.0]
 
 
 def test_broker_alone_trips_expect_one_result_each() -> None:
-    out = bench_commands.trip_figures(
+    out = bench_figures.trip_figures(
         {"a": 0.0}, [("a", "succeeded", 4.0, None)], expected=("succeeded",)
     )
     assert (out["p99_ms"], out["lost"], out["duplicates"]) == (4.0, 0, 0)
@@ -125,12 +126,12 @@ def _lag(messages: float, seconds: float, count: float, quick: float) -> dict[st
 
 def test_background_telemetry_figures_come_from_metric_deltas() -> None:
     before, after = _lag(100, 1.0, 100, 90), _lag(300, 5.0, 300, 240)
-    assert bench_commands.telemetry_figures(before, after, 2.0) == {
+    assert bench_figures.telemetry_figures(before, after, 2.0) == {
         "telemetry_msgs_per_s": 100.0,
         "telemetry_lag_mean_ms": 20.0,
         "telemetry_lag_within_50ms_pct": 75.0,
     }
-    assert bench_commands.telemetry_figures({}, {}, 1.0)["telemetry_lag_mean_ms"] is None
+    assert bench_figures.telemetry_figures({}, {}, 1.0)["telemetry_lag_mean_ms"] is None
 
 
 def test_the_busiest_process_is_named() -> None:
@@ -148,3 +149,31 @@ def test_cassandra_rates_are_per_second_busiest_first_and_only_what_moved() -> N
         "write batches": 2.0,
     }
     assert list(env.rates(before, after, 2.0)) == ["write paxos", "write shadows", "write batches"]
+
+
+def test_jit_busy_pct_over_the_last_window_only() -> None:
+    assert jit_busy_pct([], window_s=10) is None
+    assert jit_busy_pct([(0.0, 0.0), (5.0, 1.0)], window_s=10) is None  # not a window yet
+    samples = [(0.0, 0.0), (5.0, 4.0), (10.0, 4.5), (15.0, 5.0)]
+    assert jit_busy_pct(samples, window_s=10) == 10.0  # 1 s of CPU in the last 10 s
+    assert jit_busy_pct([(0.0, 3.0), (5.0, 1.0), (10.0, 1.5)], window_s=10) == 5.0  # a drop
+
+
+def test_jit_settle_waits_for_quiet_compilers_up_to_a_limit() -> None:
+    now = [0.0]
+    cpu = [0.0]
+    settle = bench_commands.JitSettle(read=lambda: cpu[0], clock=lambda: now[0])
+    while now[0] < 30:  # compiling: half a core
+        assert settle.busy()
+        now[0] += 1
+        cpu[0] += 0.5
+    while settle.busy():  # quiet from here on
+        now[0] += 1
+    assert settle.seconds is not None
+    assert 30 < settle.seconds <= 30 + bench_commands.JIT_WINDOW_S
+    begun = now[0]
+    stuck = bench_commands.JitSettle(read=lambda: now[0], clock=lambda: now[0])  # a full core
+    while stuck.busy():
+        now[0] += 1
+    assert stuck.seconds is None
+    assert now[0] - begun == bench_commands.JIT_MAX_S  # it gives up
