@@ -263,11 +263,11 @@ async def run(params: dict[str, str]) -> Outcome:
             simulated_fleet(stack, p["vehicles"], p["telemetry_hz"]) as watch,
         ):
             settled = await _settle(workers.state)
-            own_jvms = p["jit"] == "full" and not (p["bootstrap"] or p["cassandra"])
-            jit = JitSettle() if own_jvms else None
-            result = await _trips(stack, workers, vins, p, cloud=True, jit=jit)
+            own_jvms = not (p["bootstrap"] or p["cassandra"])
+            jit = JitSettle() if own_jvms and p["jit"] == "full" else None
+            result = await _trips(stack, workers, vins, p, cloud=True, own_jvms=own_jvms, jit=jit)
             result["jit_settle_s"] = jit.seconds if jit else None
-            baseline = await _trips(stack, workers, vins, p, cloud=False)
+            baseline = await _trips(stack, workers, vins, p, cloud=False, own_jvms=own_jvms)
             hop = await kafka_hop(bootstrap=stack.bootstrap, count=p["commands"], rate=p["rate"])
             result.update({f"kafka_hop_{k}": v for k, v in hop.items()})
             result["vehicles_online"] = watch.online
@@ -345,10 +345,12 @@ async def _trips(
     p: dict[str, Any],
     *,
     cloud: bool,
+    own_jvms: bool,
     jit: JitSettle | None = None,
 ) -> dict[str, Any]:
     """Command round trips through the cloud (the app's view) or the broker alone; the
-    measurement (CPU, Cassandra requests, telemetry) starts with its first command."""
+    measurement (CPU, Cassandra requests, telemetry) starts with its first command;
+    ``jit_cpu_pct`` only when Kafka and Cassandra are the bench's own (``own_jvms``)."""
     events: list[Event] = []
     if cloud:
         expected: tuple[str, ...]
@@ -389,7 +391,7 @@ async def _trips(
                           for role, pid in pids.items()}  # fmt: skip
         background = telemetry_figures(mark["metrics"], await worker.metrics(), span)
         ops = env.rates(mark["store"], await env.cassandra_counts(stack.settings), span)
-        compiling = round(100 * max(0.0, jit_cpu() - mark["jit"]) / span, 1)
+        compiling = round(100 * max(0.0, jit_cpu() - mark["jit"]) / span, 1) if own_jvms else None
     finally:
         await link.close()
     figures = trip_figures(sent, events, expected=expected)

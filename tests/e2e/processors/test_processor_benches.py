@@ -42,7 +42,7 @@ async def test_bench_commands_tiny(
     assert {"app_to_gateway", "result_to_app"} <= set(result["hops_p99_ms"])
     assert result["warmup_p99_ms"] > 0  # the warm-up command's round trip, timed apart
     assert result["jit_settle_s"] is None  # Kafka and Cassandra are not the bench's own
-    assert result["jit_cpu_pct"] == 0.0
+    assert result["jit_cpu_pct"] is None  # not measured on JVMs it did not start
     assert (result["kafka_hop_count"], result["kafka_hop_lost"]) == (6, 0)
     ours = os.getpriority(os.PRIO_PROCESS, 0)  # the workers inherit it; never raised
     assert result["worker_nice"] == {"state": max(10, ours), "commands": ours}
