@@ -16,7 +16,8 @@ downlink sent (delivered ts), downlink -> vehicle -> result handled (succeeded t
 
 The measurement starts once the worker has caught up with the fleet's start (``settle_s``),
 with ``jit=full`` (the default) once the bench's own Kafka and Cassandra have compiled their
-hot code (:class:`JitSettle`; commands flow at the rate meanwhile, untimed), and after
+hot code (:class:`fleetgate.bench.nodes.JitSettle`; commands flow at the rate meanwhile,
+untimed), and after
 ``warmup`` commands sent at the same steady rate (``warmup_*``: their round trips, not
 in the headline: a freshly started stack is slower for its first seconds of commands);
 ``telemetry_*`` say how fresh the background telemetry was during it.
@@ -43,10 +44,13 @@ from typing import Any
 from fleetgate.bench.kafka_hop import kafka_hop
 from fleetgate.bench.nodes import (
     HOST,
+    JIT_MAX_S,
+    JIT_SETTLED_PCT,
+    JIT_WINDOW_S,
+    JitSettle,
     busiest,
     children_cpu,
     cpu_pct,
-    jit_busy_pct,
     jit_cpu,
     thread_cpu,
 )
@@ -73,9 +77,6 @@ SETTLED_LAG_MS = 100.0
 telemetry it handles is this fresh on average for three seconds in a row."""
 SETTLE_MAX_S = 180.0
 SETTLE_S = 15.0
-JIT_WINDOW_S = 60.0
-JIT_SETTLED_PCT = 4.0
-JIT_MAX_S = 420.0
 """How long after the last command a missing status is still waited for."""
 
 
@@ -164,30 +165,6 @@ async def _client(
     )
     await link.start(wait_s=60)
     return link
-
-
-class JitSettle:
-    """Whether the bench's own Kafka and Cassandra still compile hot code (C2): asked once a
-    second while commands flow; done when their compiler threads used under
-    JIT_SETTLED_PCT % of a core over JIT_WINDOW_S, or after JIT_MAX_S."""
-
-    def __init__(
-        self, *, read: Callable[[], float] = jit_cpu, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._read, self._clock = read, clock
-        self._samples: list[tuple[float, float]] = []
-        self._started = clock()
-        self.seconds: float | None = None
-        """How long the compilers took to settle; None: not (yet) within JIT_MAX_S."""
-
-    def busy(self) -> bool:
-        now = self._clock()
-        self._samples.append((now, self._read()))
-        pct = jit_busy_pct(self._samples, window_s=JIT_WINDOW_S)
-        if pct is not None and pct < JIT_SETTLED_PCT:
-            self.seconds = round(now - self._started, 1)
-            return False
-        return now - self._started < JIT_MAX_S
 
 
 async def _drive(

@@ -11,7 +11,8 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,13 +153,10 @@ def process_kind(argv: str) -> str:
     return found or Path(argv.split(" ")[0]).name
 
 
-def children_cpu(pid: int | None = None) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by the child processes of ``pid`` (default:
-    this process), summed by kind: kafka, cassandra, mosquitto, gateway, processors,
-    simulator (other children by their executable's name). Linux ``/proc``; else empty."""
+def _children(pid: int | None) -> Iterator[tuple[Path, str, list[str]]]:
+    """The child processes of ``pid`` (default: this process): each one's ``/proc`` entry,
+    :func:`process_kind` and ``stat`` fields after the command name. Linux; else none."""
     parent = str(pid or os.getpid())
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
     with contextlib.suppress(OSError):
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -168,8 +166,17 @@ def children_cpu(pid: int | None = None) -> dict[str, float]:
                 if fields[1] != parent:
                     continue
                 argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                kind = process_kind(argv)
-                out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+                yield entry, process_kind(argv), fields
+
+
+def children_cpu(pid: int | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the child processes of ``pid`` (default:
+    this process), summed by kind: kafka, cassandra, mosquitto, gateway, processors,
+    simulator (other children by their executable's name). Linux ``/proc``; else empty."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for _, kind, fields in _children(pid):
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
@@ -181,27 +188,18 @@ def jit_cpu(pid: int | None = None) -> float:
     ``C2 CompilerThread…``) of the Kafka and Cassandra child processes of ``pid`` (default:
     this process). A compiler thread that has ended no longer counts, so the sum may drop.
     Linux ``/proc``; else 0."""
-    parent = str(pid or os.getpid())
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    with contextlib.suppress(OSError):
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if (entry / "stat").read_text().rpartition(")")[2].split()[1] != parent:
-                    continue
-                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if process_kind(argv) not in _JVM_KINDS:
-                    continue
-                for task in (entry / "task").iterdir():
-                    with contextlib.suppress(OSError, IndexError, ValueError):
-                        stat = (task / "stat").read_text()
-                        if "CompilerThre" not in stat.partition(")")[0]:
-                            continue
+    for entry, kind, _ in _children(pid):
+        if kind not in _JVM_KINDS:
+            continue
+        with contextlib.suppress(OSError):
+            for task in (entry / "task").iterdir():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = (task / "stat").read_text()
+                    if "CompilerThre" in stat.partition(")")[0]:
                         fields = stat.rpartition(")")[2].split()
                         total += int(fields[11]) + int(fields[12])
-    return total / tick
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def jit_busy_pct(samples: Sequence[tuple[float, float]], *, window_s: float) -> float | None:
@@ -216,6 +214,35 @@ def jit_busy_pct(samples: Sequence[tuple[float, float]], *, window_s: float) -> 
         if t > start:
             used += max(0.0, b - a)
     return round(100 * used / window_s, 1)
+
+
+JIT_WINDOW_S = 60.0
+JIT_SETTLED_PCT = 4.0
+JIT_MAX_S = 420.0
+
+
+class JitSettle:
+    """Whether the bench's own Kafka and Cassandra still compile hot code (C2): asked once a
+    second while load flows; done when their compiler threads used under
+    JIT_SETTLED_PCT % of a core over JIT_WINDOW_S, or after JIT_MAX_S."""
+
+    def __init__(
+        self, *, read: Callable[[], float] = jit_cpu, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._read, self._clock = read, clock
+        self._samples: list[tuple[float, float]] = []
+        self._started = clock()
+        self.seconds: float | None = None
+        """How long the compilers took to settle; None: not (yet) within JIT_MAX_S."""
+
+    def busy(self) -> bool:
+        now = self._clock()
+        self._samples.append((now, self._read()))
+        pct = jit_busy_pct(self._samples, window_s=JIT_WINDOW_S)
+        if pct is not None and pct < JIT_SETTLED_PCT:
+            self.seconds = round(now - self._started, 1)
+            return False
+        return now - self._started < JIT_MAX_S
 
 
 def cpu_pct(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
@@ -242,7 +269,6 @@ def profile_module(out: Path, module: str) -> None:
     on a busy machine a wait is not the service's cost); the stats go to ``out`` on exit."""
     import cProfile
     import runpy
-    import time
 
     profiler = cProfile.Profile(time.process_time)
     sys.argv = [module]
